@@ -1,0 +1,3 @@
+//! Three-way text and tree merge that agrees with `git merge-file`.
+//!
+//! (Being built: see issue 4.)

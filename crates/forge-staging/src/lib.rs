@@ -1,0 +1,3 @@
+//! Copy-on-write views of a repository, immutable generations, and change sets.
+//!
+//! (Being built: see issue 3.)

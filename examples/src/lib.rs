@@ -1,0 +1,1 @@
+//! Helpers shared by forge's examples (the examples themselves are in `examples/`).
