@@ -1,0 +1,3 @@
+//! Criterion bench for events (being built by its issue).
+
+fn main() {}
