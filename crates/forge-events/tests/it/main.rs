@@ -1,0 +1,41 @@
+//! Integration tests of forge-events, through the public API only.
+
+mod bus;
+mod journal;
+mod live;
+
+use serde::{Deserialize, Serialize};
+
+/// An event type shaped like forge's own: tagged, with strings and numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum TestEvent {
+    Started {
+        task: String,
+        attempt: u32,
+    },
+    LockWaited {
+        task: String,
+        paths: Vec<String>,
+        waited_us: u64,
+    },
+    Merged {
+        task: String,
+        generation: u64,
+    },
+    Log {
+        task: String,
+        line: String,
+    },
+}
+
+impl TestEvent {
+    pub(crate) fn task(&self) -> &str {
+        match self {
+            TestEvent::Started { task, .. }
+            | TestEvent::LockWaited { task, .. }
+            | TestEvent::Merged { task, .. }
+            | TestEvent::Log { task, .. } => task,
+        }
+    }
+}
