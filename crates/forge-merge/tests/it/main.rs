@@ -1,1 +1,6 @@
-//! Integration tests of forge-merge.
+//! Integration tests of forge-merge: differential tests against `git merge-file` and the public
+//! API as a user sees it.
+
+mod differential;
+mod git;
+mod public_api;
