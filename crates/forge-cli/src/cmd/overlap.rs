@@ -1,16 +1,38 @@
-//! `forge overlap`.
+//! `forge overlap PATTERN PATTERN`: tells whether two path patterns can cover the same path,
+//! and which path when they can.
 
 use std::process::ExitCode;
+
+use forge_core::locks::{Pattern, overlap};
 
 /// Arguments of `forge overlap`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Arguments, to be defined by the issue that builds this command.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+    /// The first pattern (a path, which covers everything below it, or a glob).
+    first: String,
+    /// The second pattern.
+    second: String,
 }
 
+/// Prints `overlap: WITNESS` (exit 0) or `disjoint` (exit 1); a bad pattern is exit 2 with
+/// an error naming it.
 pub(crate) fn run(args: Args) -> ExitCode {
-    eprintln!("forge overlap: not built yet ({:?})", args.rest);
-    ExitCode::from(2)
+    let parse = |text: &str| {
+        Pattern::parse(text).map_err(|e| {
+            eprintln!("forge overlap: {e}");
+        })
+    };
+    let (Ok(first), Ok(second)) = (parse(&args.first), parse(&args.second)) else {
+        return ExitCode::from(2);
+    };
+    match overlap(&first, &second) {
+        Some(witness) => {
+            println!("overlap: {witness}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            println!("disjoint");
+            ExitCode::from(1)
+        }
+    }
 }

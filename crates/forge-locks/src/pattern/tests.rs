@@ -1,0 +1,72 @@
+//! Unit tests of normalization and coverage.
+
+use super::*;
+
+fn check(input: &str, expected: &str) {
+    let p = Pattern::parse(input).expect("valid pattern");
+    assert_eq!(p.as_str(), expected, "normalizing {input}");
+}
+
+#[test]
+fn normalizes() {
+    check("./src", "src");
+    check("src/", "src");
+    check("a/../b", "b");
+    check("a//b/./c/", "a/b/c");
+    check(".", ".");
+    check("a/..", ".");
+    check("src/{a/../b,c}", "src/{a/../b,c}");
+    check("src/[/]x", "src/[/]x");
+}
+
+#[test]
+fn rejects_with_the_pattern_named() {
+    let err = |p: &str| Pattern::parse(p).expect_err("invalid").to_string();
+    assert!(err("/etc").contains("`/etc`"));
+    assert!(err("../x").contains("`../x`"));
+    assert!(err("a/../../x").contains("leaves the repository"));
+    assert!(err("a/*/../b").contains("after a glob"));
+    assert!(err("a/[b").contains("`a/[b`"));
+    assert!(err("a/{b").contains("`a/{b`"));
+    assert!(err("").contains("empty"));
+}
+
+#[test]
+fn literal_and_prefix() {
+    let p = Pattern::parse("src/api").expect("valid");
+    assert!(p.is_literal());
+    assert_eq!(p.prefix(), ["src".into(), "api".into()]);
+    let g = Pattern::parse("src/api/**/*.rs").expect("valid");
+    assert!(!g.is_literal());
+    assert_eq!(g.prefix(), ["src".into(), "api".into()]);
+    assert!(Pattern::parse("**").expect("valid").prefix().is_empty());
+}
+
+#[test]
+fn coverage_rule() {
+    let lit = Pattern::parse("src/api").expect("valid");
+    assert!(lit.covers("src/api"));
+    assert!(lit.covers("src/api/x.rs"));
+    assert!(!lit.covers("src/apix"));
+    assert!(!lit.covers("src"));
+    let root = Pattern::parse(".").expect("valid");
+    assert!(root.covers("anything/at/all"));
+    let glob = Pattern::parse("src/*.rs").expect("valid");
+    assert!(glob.covers("src/a.rs"));
+    assert!(!glob.covers("src/a/b.rs"));
+    let tree = Pattern::parse("src/api/**").expect("valid");
+    assert!(tree.covers("src/api/a/b"));
+    assert!(!tree.covers("src/api"));
+}
+
+#[test]
+fn containment_for_reentrancy() {
+    let p = |s: &str| Pattern::parse(s).expect("valid");
+    assert!(p("src").contains(&p("src/a")));
+    assert!(p("src").contains(&p("src/a/**")));
+    assert!(p("src").contains(&p("src/*.rs")));
+    assert!(!p("src").contains(&p("s*/x")));
+    assert!(!p("src/*.rs").contains(&p("src/a.rs")));
+    assert!(p(".").contains(&p("**")));
+    assert!(!p("src/a").contains(&p("src")));
+}

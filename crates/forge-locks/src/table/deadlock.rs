@@ -1,0 +1,134 @@
+//! Deadlock detection: when a request gains a wait-for edge, search the wait-for graph for a
+//! cycle back to its owner; fail the victim's request (lowest priority, then youngest owner)
+//! with a `Deadlock` naming the whole cycle, and repeat until no cycle is left.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::state::{State, Wait};
+use crate::overlap::overlaps;
+use crate::{Deadlock, LockError, Mode, Pattern, WaitStep};
+
+/// One edge of the wait-for graph: `waiter`'s queued request `seq` waits for `holder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Edge {
+    pub(crate) waiter: u64,
+    pub(crate) seq: u64,
+    pub(crate) holder: u64,
+}
+
+impl State {
+    fn edges_of(&self, owner: u64) -> Vec<Edge> {
+        let Some(o) = self.owners.get(&owner) else {
+            return Vec::new();
+        };
+        let mut edges = Vec::new();
+        for &seq in &o.pending {
+            if let Some(w) = self.waits.get(&seq) {
+                edges.extend(w.blockers.iter().map(|&holder| Edge {
+                    waiter: owner,
+                    seq,
+                    holder,
+                }));
+            }
+        }
+        edges
+    }
+
+    /// A cycle of wait-for edges through `start`, if there is one (depth-first search).
+    pub(crate) fn find_cycle(&self, start: u64) -> Option<Vec<Edge>> {
+        let mut visited: HashSet<u64> = HashSet::from([start]);
+        let mut path: Vec<Edge> = Vec::new();
+        let mut stack: Vec<Vec<Edge>> = vec![self.edges_of(start)];
+        while let Some(frame) = stack.last_mut() {
+            let Some(edge) = frame.pop() else {
+                stack.pop();
+                path.pop();
+                continue;
+            };
+            if edge.holder == start {
+                path.push(edge);
+                return Some(path);
+            }
+            if visited.insert(edge.holder) {
+                path.push(edge);
+                stack.push(self.edges_of(edge.holder));
+            }
+        }
+        None
+    }
+
+    /// Breaks every cycle through `start`, one victim per cycle.
+    pub(crate) fn break_cycles(&mut self, start: u64, work: &mut BTreeSet<u64>) {
+        while let Some(cycle) = self.find_cycle(start) {
+            let victim = cycle
+                .iter()
+                .min_by_key(|e| {
+                    let priority = self.owners.get(&e.waiter).map_or(i64::MIN, |o| o.priority);
+                    (priority, std::cmp::Reverse(e.waiter))
+                })
+                .copied()
+                .expect("a cycle has at least one edge");
+            let report = Deadlock {
+                cycle: cycle.iter().map(|e| self.step(e)).collect(),
+                victim: self.owner_name(victim.waiter),
+            };
+            self.fail(victim.seq, LockError::Deadlock(report), work);
+        }
+    }
+
+    /// Describes one edge: what the waiter wants that conflicts with what the holder holds
+    /// (or has queued ahead of it).
+    fn step(&self, edge: &Edge) -> WaitStep {
+        let wait: &Wait = &self.waits[&edge.seq];
+        let mut theirs: Vec<(Pattern, Mode)> = Vec::new();
+        if let Some(o) = self.owners.get(&edge.holder) {
+            for &e in &o.held {
+                let e = self.entries[e as usize]
+                    .as_ref()
+                    .expect("held entries exist");
+                theirs.push((e.pattern.clone(), e.mode));
+            }
+            let holds_conflict = theirs.iter().any(|t| {
+                wait.items
+                    .iter()
+                    .any(|w| (w.1 == Mode::Write || t.1 == Mode::Write) && overlaps(&w.0, &t.0))
+            });
+            if !holds_conflict {
+                // A queue-order edge: the holder's earlier request is what is in the way.
+                theirs.clear();
+                for seq in &o.pending {
+                    if *seq < edge.seq {
+                        theirs.extend(self.waits[seq].items.iter().cloned());
+                    }
+                }
+            }
+        }
+        let conflicts = |a: &(Pattern, Mode), b: &(Pattern, Mode)| {
+            (a.1 == Mode::Write || b.1 == Mode::Write) && overlaps(&a.0, &b.0)
+        };
+        let mut wants: Vec<(Pattern, Mode)> = wait
+            .items
+            .iter()
+            .filter(|w| theirs.iter().any(|t| conflicts(w, t)))
+            .cloned()
+            .collect();
+        let mut holds: Vec<(Pattern, Mode)> = theirs
+            .iter()
+            .filter(|t| wait.items.iter().any(|w| conflicts(w, t)))
+            .cloned()
+            .collect();
+        if wants.is_empty() {
+            wants = wait.items.clone();
+        }
+        if holds.is_empty() {
+            holds = theirs;
+        }
+        holds.dedup();
+        WaitStep {
+            waiter: self.owner_name(edge.waiter),
+            wants,
+            holder: self.owner_name(edge.holder),
+            holds,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The lock index: a trie keyed by path components. A held or queued pattern is filed at its
+//! literal prefix (a literal at itself, a glob at its longest literal directory prefix), so a
+//! request only meets patterns filed at its ancestors or in its own subtree: disjoint parts of
+//! the repository never look at each other.
+
+use std::collections::HashMap;
+
+/// Index of a node in the arena.
+pub(crate) type NodeId = u32;
+
+/// What a node files: held entries and queued request items.
+#[derive(Debug, Default)]
+pub(crate) struct Node {
+    parent: NodeId,
+    name: Box<str>,
+    children: HashMap<Box<str>, NodeId>,
+    /// Held entries (indexes into the entry slab).
+    pub(crate) held: Vec<u32>,
+    /// Queued items: (request sequence number, item index).
+    pub(crate) queued: Vec<(u64, u32)>,
+    /// Held plus queued filings in this node's subtree, itself included.
+    count: u32,
+}
+
+/// The component trie. Node 0 is the repository root and is never freed.
+#[derive(Debug)]
+pub(crate) struct Trie {
+    nodes: Vec<Node>,
+    free: Vec<NodeId>,
+}
+
+impl Default for Trie {
+    fn default() -> Trie {
+        Trie {
+            nodes: vec![Node::default()],
+            free: Vec::new(),
+        }
+    }
+}
+
+impl Trie {
+    /// The node for `prefix`, created on the way down, with the subtree counts of it and its
+    /// ancestors raised by one (the caller files one thing there).
+    pub(crate) fn file(&mut self, prefix: &[Box<str>]) -> NodeId {
+        let mut at: NodeId = 0;
+        self.nodes[0].count += 1;
+        for name in prefix {
+            let next = match self.nodes[at as usize].children.get(name) {
+                Some(&child) => child,
+                None => {
+                    let node = Node {
+                        parent: at,
+                        name: name.clone(),
+                        ..Node::default()
+                    };
+                    let child = match self.free.pop() {
+                        Some(id) => {
+                            self.nodes[id as usize] = node;
+                            id
+                        }
+                        None => {
+                            self.nodes.push(node);
+                            NodeId::try_from(self.nodes.len() - 1)
+                                .expect("fewer than 2^32 trie nodes")
+                        }
+                    };
+                    self.nodes[at as usize].children.insert(name.clone(), child);
+                    child
+                }
+            };
+            at = next;
+            self.nodes[at as usize].count += 1;
+        }
+        at
+    }
+
+    pub(crate) fn add_held(&mut self, prefix: &[Box<str>], entry: u32) -> NodeId {
+        let node = self.file(prefix);
+        self.nodes[node as usize].held.push(entry);
+        node
+    }
+
+    pub(crate) fn add_queued(&mut self, prefix: &[Box<str>], seq: u64, item: u32) -> NodeId {
+        let node = self.file(prefix);
+        self.nodes[node as usize].queued.push((seq, item));
+        node
+    }
+
+    pub(crate) fn remove_held(&mut self, node: NodeId, entry: u32) {
+        let held = &mut self.nodes[node as usize].held;
+        if let Some(pos) = held.iter().position(|&e| e == entry) {
+            held.swap_remove(pos);
+            self.unfile(node);
+        }
+    }
+
+    pub(crate) fn remove_queued(&mut self, node: NodeId, seq: u64, item: u32) {
+        let queued = &mut self.nodes[node as usize].queued;
+        if let Some(pos) = queued.iter().position(|&q| q == (seq, item)) {
+            queued.swap_remove(pos);
+            self.unfile(node);
+        }
+    }
+
+    /// Lowers the counts from `node` to the root, freeing nodes whose subtree is empty.
+    fn unfile(&mut self, mut node: NodeId) {
+        loop {
+            let n = &mut self.nodes[node as usize];
+            n.count -= 1;
+            let parent = n.parent;
+            if n.count == 0 && node != 0 {
+                let name = std::mem::take(&mut n.name);
+                n.children = HashMap::new();
+                self.nodes[parent as usize].children.remove(&name);
+                self.free.push(node);
+            }
+            if node == 0 {
+                break;
+            }
+            node = parent;
+        }
+    }
+
+    /// Calls `visit` on every non-empty node that can hold a pattern overlapping one filed at
+    /// `prefix`: the existing ancestors of `prefix` (root first), then, if the whole prefix
+    /// exists, the nodes of its subtree. Stops early when `visit` returns `false`.
+    pub(crate) fn visit(&self, prefix: &[Box<str>], mut visit: impl FnMut(&Node) -> bool) {
+        let mut at: NodeId = 0;
+        if self.nodes[0].count == 0 {
+            return;
+        }
+        for name in prefix {
+            let node = &self.nodes[at as usize];
+            if (!node.held.is_empty() || !node.queued.is_empty()) && !visit(node) {
+                return;
+            }
+            match node.children.get(name) {
+                Some(&child) => at = child,
+                None => return,
+            }
+        }
+        let mut stack = vec![at];
+        while let Some(id) = stack.pop() {
+            let node = &self.nodes[id as usize];
+            if (!node.held.is_empty() || !node.queued.is_empty()) && !visit(node) {
+                return;
+            }
+            stack.extend(
+                node.children
+                    .values()
+                    .copied()
+                    .filter(|&c| self.nodes[c as usize].count > 0),
+            );
+        }
+    }
+
+    /// Number of live nodes (for tests).
+    #[cfg(test)]
+    pub(crate) fn live_nodes(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> Vec<Box<str>> {
+        s.split('/')
+            .filter(|c| !c.is_empty())
+            .map(Box::from)
+            .collect()
+    }
+
+    fn visited(trie: &Trie, prefix: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        trie.visit(&path(prefix), |n| {
+            out.extend(&n.held);
+            true
+        });
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn visits_ancestors_and_subtree_only() {
+        let mut trie = Trie::default();
+        let root = trie.add_held(&path(""), 0);
+        let src = trie.add_held(&path("src"), 1);
+        let api = trie.add_held(&path("src/api"), 2);
+        let docs = trie.add_held(&path("docs"), 3);
+        assert_eq!(visited(&trie, "src"), [0, 1, 2]);
+        assert_eq!(visited(&trie, "src/api/x"), [0, 1, 2]);
+        assert_eq!(visited(&trie, "docs/x"), [0, 3]);
+        assert_eq!(visited(&trie, "other"), [0]);
+        assert_eq!(visited(&trie, ""), [0, 1, 2, 3]);
+        trie.remove_held(api, 2);
+        trie.remove_held(docs, 3);
+        trie.remove_held(src, 1);
+        trie.remove_held(root, 0);
+        assert_eq!(trie.live_nodes(), 1);
+        assert_eq!(visited(&trie, ""), Vec::<u32>::new());
+    }
+}
