@@ -15,13 +15,9 @@ impl<'a> Lines<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
         let mut starts = Vec::with_capacity(data.len() / 32 + 2);
         starts.push(0);
-        let mut pos = 0;
-        while pos < data.len() {
-            match data[pos..].iter().position(|&b| b == b'\n') {
-                Some(k) => pos += k + 1,
-                None => pos = data.len(),
-            }
-            starts.push(pos);
+        starts.extend(memchr::memchr_iter(b'\n', data).map(|k| k + 1));
+        if data.last().is_some_and(|&b| b != b'\n') {
+            starts.push(data.len());
         }
         Self { data, starts }
     }
@@ -100,7 +96,13 @@ impl Hasher for LineHasher {
 
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiply leaves the low bits (the table's bucket index) weak: mix them in from
+        // the high half (murmur3's finalizer).
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -114,12 +116,47 @@ impl<'a> Interner<'a> {
     /// The ids of all lines of `lines`.
     pub(crate) fn intern(&mut self, lines: &Lines<'a>) -> Vec<u32> {
         self.ids.reserve(lines.len());
-        (0..lines.len())
-            .map(|i| {
-                let next = self.ids.len() as u32;
-                *self.ids.entry(lines.line(i)).or_insert(next)
-            })
-            .collect()
+        (0..lines.len()).map(|i| self.id(lines.line(i))).collect()
+    }
+
+    fn id(&mut self, line: &'a [u8]) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.ids.entry(line).or_insert(next)
+    }
+
+    /// The ids of the lines of `lines`, a version of `base` (already interned as `base_ids`).
+    ///
+    /// Most lines of a changed version sit where they were in the base, a little shifted, so
+    /// each line is first compared with the base line after the last one matched; only on a
+    /// miss is it looked up by hash. The ids are the same either way.
+    pub(crate) fn intern_version(
+        &mut self,
+        lines: &Lines<'a>,
+        base: &Lines<'a>,
+        base_ids: &[u32],
+    ) -> Vec<u32> {
+        // Where each base id last occurs in the base, to resynchronise after a hash hit.
+        let n_base_ids = self.ids.len();
+        let mut last_pos = vec![u32::MAX; n_base_ids];
+        for (k, &id) in base_ids.iter().enumerate() {
+            last_pos[id as usize] = k as u32;
+        }
+        let mut next_base = 0usize;
+        let mut out = Vec::with_capacity(lines.len());
+        for i in 0..lines.len() {
+            let line = lines.line(i);
+            if next_base < base_ids.len() && base.line(next_base) == line {
+                out.push(base_ids[next_base]);
+                next_base += 1;
+                continue;
+            }
+            let id = self.id(line);
+            if let Some(&pos) = last_pos.get(id as usize) {
+                next_base = pos as usize + 1;
+            }
+            out.push(id);
+        }
+        out
     }
 
     /// How many distinct lines were seen.
@@ -177,6 +214,8 @@ mod tests {
         assert_eq!(ib, vec![1, 0, 2]);
         assert_eq!(i.len(), 3);
         let (ra, rb, n) = renumber(&ib[..2], &ia[1..]);
+        let c = Lines::new(b"y\nq\nx\n");
+        assert_eq!(i.intern_version(&c, &a, &ia), vec![1, 3, 0]);
         assert_eq!((ra, rb, n), (vec![0, 1], vec![0, 1], 2));
     }
 }

@@ -175,8 +175,8 @@ pub fn merge<'a>(
 
     let mut interner = Interner::default();
     let base_ids = interner.intern(&tm.base);
-    let ours_ids = interner.intern(&tm.ours);
-    let theirs_ids = interner.intern(&tm.theirs);
+    let ours_ids = interner.intern_version(&tm.ours, &tm.base, &base_ids);
+    let theirs_ids = interner.intern_version(&tm.theirs, &tm.base, &base_ids);
     let n_ids = interner.len();
     drop(interner);
 
