@@ -34,7 +34,7 @@ task `b` depends on `ghost`, which is not in the plan
 task #4 has an empty id
 task `w`: writes: pattern `../etc/**` leaves the repository with `..`
 task `w`: writes: pattern `/abs` is absolute; patterns are relative to the repository root
-task `w`: writes: pattern `src/[ab` is not a valid glob: unclosed character class `[`
+task `w`: writes: pattern `src/[ab` is not a valid glob: unclosed character class; missing ']'
 task `g` asks for 0 units of resource `gpu` (omit it or ask for 1 or more)
 dependency cycle: a -> b -> c -> a",
     );
