@@ -1,3 +1,84 @@
-//! Copy-on-write views of a repository, immutable generations, and change sets.
+//! Copy-on-write views of a repository, immutable generations, and change sets: the
+//! staging half of forge.
 //!
-//! (Being built: see issue 3.)
+//! A [`Staging`] treats a repository directory as generation 0 and never writes to it
+//! while a run lasts. Each [`Staging::commit`] adds an immutable layer (changed files plus
+//! deletions) in the run directory, so generation `g` = repository + layers `1..=g`, and any
+//! live generation can be read ([`Staging::read`], the merger's `base@g`) or viewed
+//! ([`Staging::create_view`]). A [`View`] is a private directory showing one generation;
+//! [`View::collect`] returns what the agent changed there as a [`ChangeSet`].
+//! [`Staging::publish`] finally writes the head into the repository, crash-safely, and
+//! [`cleanup`] removes what a crashed run left behind.
+//!
+//! Backends ([`Backend`]), chosen automatically or by name:
+//! - `overlay`: an overlayfs mount over the layer stack (Linux, root). Creating a view
+//!   costs a mkdir and a mount, whatever the repository's size; collecting reads only the
+//!   upper directory. Directory renames work (`redirect_dir=on`) and are collected as
+//!   deletions of the old paths plus additions of the new.
+//! - `reflink`: per-file clones (`FICLONE`) where the file system has them; falls back to
+//!   `copy` with the reason in [`Staging::backend_reason`].
+//! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
+//!   against a snapshot taken while copying.
+//! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
+//!   changes and the generation's layers applied; needs a git repository.
+//!
+//! # Example
+//!
+//! ```
+//! use forge_staging::{Backend, Entry, Staging, StagingOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let repo = tmp.path().join("repo");
+//! std::fs::create_dir(&repo)?;
+//! std::fs::write(repo.join("README"), "hello\n")?;
+//!
+//! let staging = Staging::open(&repo, &tmp.path().join("run"), StagingOptions::with_backend(Some(Backend::Copy)))?;
+//! let view = staging.create_view(staging.head(), "agent-1")?;
+//! std::fs::write(view.path().join("README"), "hello, world\n")?;
+//! let changes = view.collect()?;
+//! assert_eq!(changes.changes.len(), 1);
+//! assert_eq!(changes.changes[0].path, "README");
+//!
+//! let generation = staging.commit(&changes.to_layer_changes())?;
+//! drop(view);
+//! assert_eq!(
+//!     staging.read(generation, "README")?,
+//!     Some(Entry::File { data: b"hello, world\n".to_vec(), executable: false })
+//! );
+//! // The repository is untouched until publish.
+//! assert_eq!(std::fs::read_to_string(repo.join("README"))?, "hello\n");
+//! staging.wait_for_teardown();
+//! staging.publish()?;
+//! assert_eq!(std::fs::read_to_string(repo.join("README"))?, "hello, world\n");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crate features
+//!
+//! None. The overlay backend needs Linux and root at run time; the others work anywhere
+//! Unix-like.
+
+mod cleanup;
+mod collect;
+mod copy;
+mod error;
+mod layers;
+mod overlay;
+mod paths;
+mod publish;
+mod staging;
+mod sys;
+mod types;
+mod view;
+mod worktree;
+
+pub use cleanup::cleanup;
+pub use error::StagingError;
+pub use staging::Staging;
+pub use types::{
+    Backend, Change, ChangeKind, ChangeSet, CleanupReport, Entry, EntryKind, LayerChange,
+    ParseBackendError, PublishReport, RejectReason, Rejected, StagingOptions,
+};
+pub use view::View;

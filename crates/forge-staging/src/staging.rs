@@ -1,0 +1,356 @@
+//! [`Staging`]: one run's generations over an immutable repository, and the views made of
+//! them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Result, StagingError};
+use crate::layers::Store;
+use crate::paths::{self, Ignores};
+use crate::types::{Backend, Entry, LayerChange, PublishReport, StagingOptions};
+use crate::view::View;
+use crate::{copy, overlay, publish, sys, worktree};
+
+/// The state shared by a [`Staging`] and its views.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) repo: PathBuf,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) store: Store,
+    pub(crate) ignores: Ignores,
+    pub(crate) backend: Backend,
+    pub(crate) reason: String,
+    pub(crate) opts: StagingOptions,
+    pub(crate) live_views: AtomicUsize,
+    /// Serializes building folded overlay layers.
+    pub(crate) flat_lock: Mutex<()>,
+    /// Background removals of torn-down views.
+    pub(crate) reaper: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Inner {
+    pub(crate) fn views_dir(&self) -> PathBuf {
+        self.run_dir.join("views")
+    }
+
+    pub(crate) fn trash_dir(&self) -> PathBuf {
+        self.run_dir.join("trash")
+    }
+}
+
+/// One run's staging area: the repository as generation 0, a stack of immutable layers
+/// (generations 1..=head) in the run directory, and the views agents work in.
+///
+/// The repository directory is the base of every generation and **must not change while
+/// the run lasts** (overlay views use it as their lowest layer, and `read` of any generation
+/// reads through to it). Only [`Staging::publish`] writes to it.
+///
+/// `Staging` is `Send + Sync`: views, reads and commits may come from many threads;
+/// commits are serialized.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Staging {
+    inner: Arc<Inner>,
+}
+
+impl Staging {
+    /// Opens the run directory `run_dir` over the repository `repo`, creating it if needed.
+    ///
+    /// Re-opening a run directory (to resume after a crash) finds the committed layers and
+    /// removes half-written ones; a publish that was interrupted is finished by the next
+    /// [`Staging::publish`]. Leftover views of a crashed process are not touched here: call
+    /// [`cleanup`](crate::cleanup) first.
+    ///
+    /// With `opts.backend == None` the backend is chosen automatically: overlay when
+    /// mounting one works (Linux, root), else reflink when the run directory's file system
+    /// clones files, else copy. [`Staging::backend_reason`] says why.
+    ///
+    /// # Errors
+    ///
+    /// The repository is not a directory, `run_dir` lies inside it, the backend asked for
+    /// cannot work here, or the run directory cannot be created or read.
+    pub fn open(
+        repo: &Path,
+        run_dir: &Path,
+        opts: StagingOptions,
+    ) -> Result<Staging, StagingError> {
+        let repo = fs::canonicalize(repo).map_err(StagingError::io("open repository", repo))?;
+        if !repo.is_dir() {
+            return Err(StagingError::Io {
+                op: "open repository",
+                path: repo,
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        fs::create_dir_all(run_dir).map_err(StagingError::io("mkdir", run_dir))?;
+        let run_dir =
+            fs::canonicalize(run_dir).map_err(StagingError::io("open run directory", run_dir))?;
+        if run_dir.starts_with(&repo) {
+            return Err(StagingError::RunDirInsideRepo { run_dir, repo });
+        }
+        for sub in ["views", "trash"] {
+            let d = run_dir.join(sub);
+            fs::create_dir_all(&d).map_err(StagingError::io("mkdir", &d))?;
+        }
+        let (backend, reason) = choose_backend(&repo, &run_dir, opts.backend)?;
+        let whiteouts = sys::is_root();
+        let (store, _removed) = Store::open(&repo, &run_dir.join("layers"), whiteouts)?;
+        if let Some(published) = publish::published_generation(&run_dir)? {
+            store.set_oldest(published);
+        }
+        let ignores = Ignores::new(&opts.ignores, opts.default_ignores);
+        let inner = Inner {
+            repo,
+            run_dir,
+            store,
+            ignores,
+            backend,
+            reason,
+            opts,
+            live_views: AtomicUsize::new(0),
+            flat_lock: Mutex::new(()),
+            reaper: Mutex::new(Vec::new()),
+        };
+        Ok(Staging {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The backend views are made with.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Why that backend was chosen (or why the one asked for fell back).
+    #[must_use]
+    pub fn backend_reason(&self) -> &str {
+        &self.inner.reason
+    }
+
+    /// The repository (generation 0), canonicalized.
+    #[must_use]
+    pub fn repo(&self) -> &Path {
+        &self.inner.repo
+    }
+
+    /// The run directory, canonicalized.
+    #[must_use]
+    pub fn run_dir(&self) -> &Path {
+        &self.inner.run_dir
+    }
+
+    /// The newest generation (0 before any commit).
+    #[must_use]
+    pub fn head(&self) -> u64 {
+        self.inner.store.head()
+    }
+
+    /// The oldest generation that can still be read or viewed: 0, or the generation last
+    /// published into the repository.
+    #[must_use]
+    pub fn oldest(&self) -> u64 {
+        self.inner.store.oldest()
+    }
+
+    /// Whether `path` is skipped by change collection.
+    #[must_use]
+    pub fn is_ignored(&self, path: &str) -> bool {
+        self.inner.ignores.is_ignored(path)
+    }
+
+    /// How many views of this staging are alive in this process.
+    #[must_use]
+    pub fn live_views(&self) -> usize {
+        self.inner.live_views.load(Ordering::Acquire)
+    }
+
+    /// Waits until the background removals of dropped views have finished.
+    pub fn wait_for_teardown(&self) {
+        let handles = std::mem::take(&mut *self.inner.reaper.lock());
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Makes a view of `generation` named `name` (a single path component, unique in the
+    /// run directory). Views of older generations keep working after newer commits.
+    ///
+    /// # Errors
+    ///
+    /// The generation is not readable, the name is bad or taken, or the backend fails
+    /// (mount, copy, git).
+    pub fn create_view(&self, generation: u64, name: &str) -> Result<View, StagingError> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+            return Err(StagingError::InvalidViewName {
+                name: name.to_owned(),
+                reason: "must be one path component not starting with `.`",
+            });
+        }
+        let stack = self.inner.store.stack(generation)?;
+        let dir = self.inner.views_dir().join(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StagingError::InvalidViewName {
+                    name: name.to_owned(),
+                    reason: "already in use",
+                });
+            }
+            Err(e) => return Err(StagingError::io("mkdir", &dir)(e)),
+        }
+        let made = match self.inner.backend {
+            Backend::Overlay => overlay::create(&self.inner, &stack, &dir),
+            Backend::Copy | Backend::Reflink => copy::create(&self.inner, &stack, &dir),
+            Backend::Worktree => worktree::create(&self.inner, &stack, &dir),
+        };
+        match made {
+            Ok(state) => Ok(View::new(
+                Arc::clone(&self.inner),
+                generation,
+                name,
+                dir,
+                state,
+            )),
+            Err(e) => {
+                let _ = sys::remove_any(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The entry at `path` in `generation` (`base@g` for the merger), reading through the
+    /// layers to the repository; `None` when absent.
+    ///
+    /// # Errors
+    ///
+    /// The path is malformed, the generation is not readable, or reading fails.
+    pub fn read(&self, generation: u64, path: &str) -> Result<Option<Entry>, StagingError> {
+        self.inner.store.read(generation, path)
+    }
+
+    /// Every path of `generation` below the directory `dir` (`""` for the whole tree),
+    /// sorted; ignored paths included.
+    ///
+    /// # Errors
+    ///
+    /// The generation is not readable or a directory cannot be listed.
+    pub fn list(&self, generation: u64, dir: &str) -> Result<Vec<String>, StagingError> {
+        if !dir.is_empty() {
+            paths::validate(dir)?;
+        }
+        let mut out: Vec<String> = self
+            .inner
+            .store
+            .subtree(generation, dir)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Commits `changes` on top of the head as a new layer and returns its generation.
+    ///
+    /// The layer is written into a temporary directory, fsynced and renamed into place, so
+    /// after a crash it either exists whole or not at all. A deletion removes the path and
+    /// everything below it; deleting an absent path is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// A path is malformed or listed twice, a change needs a parent directory that the head
+    /// lacks, or writing fails.
+    pub fn commit(&self, changes: &[LayerChange]) -> Result<u64, StagingError> {
+        self.inner.store.commit(changes)
+    }
+
+    /// Writes the head generation into the repository, crash-safely: a publish record is
+    /// written first, then every path touched by the layers is replaced by temp file and
+    /// rename. If the process dies halfway, the next `publish` (after re-opening the run
+    /// directory) finishes the job. Afterwards generations older than the published one
+    /// can no longer be read or viewed.
+    ///
+    /// # Errors
+    ///
+    /// Views still exist in the run directory (drop them, or [`cleanup`](crate::cleanup)
+    /// after a crash), or writing the repository fails.
+    pub fn publish(&self) -> Result<PublishReport, StagingError> {
+        publish::publish(&self.inner, None)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn publish_crashing_after(
+        &self,
+        n_paths: usize,
+    ) -> Result<PublishReport, StagingError> {
+        publish::publish(&self.inner, Some(n_paths))
+    }
+}
+
+/// Picks the backend: the one asked for (falling back from reflink to copy), or auto.
+fn choose_backend(
+    repo: &Path,
+    run_dir: &Path,
+    asked: Option<Backend>,
+) -> Result<(Backend, String)> {
+    match asked {
+        Some(Backend::Overlay) => match overlay::probe(run_dir) {
+            Ok(()) => Ok((
+                Backend::Overlay,
+                "overlay asked for; overlayfs mounts work here".into(),
+            )),
+            Err(reason) => Err(StagingError::BackendUnavailable {
+                backend: Backend::Overlay,
+                reason,
+            }),
+        },
+        Some(Backend::Reflink) => match copy::probe_reflink(repo, run_dir) {
+            Ok(()) => Ok((
+                Backend::Reflink,
+                "reflink asked for; FICLONE works here".into(),
+            )),
+            Err(reason) => Ok((
+                Backend::Copy,
+                format!("reflink asked for but unavailable ({reason}); using copy"),
+            )),
+        },
+        Some(Backend::Copy) => Ok((Backend::Copy, "copy asked for".into())),
+        Some(Backend::Worktree) => match worktree::probe(repo) {
+            Ok(()) => Ok((
+                Backend::Worktree,
+                "worktree asked for; the repository is a git work tree".into(),
+            )),
+            Err(reason) => Err(StagingError::BackendUnavailable {
+                backend: Backend::Worktree,
+                reason,
+            }),
+        },
+        None => {
+            let overlay_err = match overlay::probe(run_dir) {
+                Ok(()) => {
+                    return Ok((
+                        Backend::Overlay,
+                        "auto: overlayfs mounts work here (root on Linux)".into(),
+                    ));
+                }
+                Err(reason) => reason,
+            };
+            match copy::probe_reflink(repo, run_dir) {
+                Ok(()) => Ok((
+                    Backend::Reflink,
+                    format!("auto: overlay unavailable ({overlay_err}); FICLONE works"),
+                )),
+                Err(reflink_err) => Ok((
+                    Backend::Copy,
+                    format!(
+                        "auto: overlay unavailable ({overlay_err}); reflink unavailable ({reflink_err})"
+                    ),
+                )),
+            }
+        }
+    }
+}

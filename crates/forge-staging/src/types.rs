@@ -1,0 +1,279 @@
+//! The plain data the crate hands out and takes in: entries, backends, options, change sets.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The state of one repository path: what a generation or a view holds there.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Entry {
+    /// A regular file.
+    File {
+        /// Its bytes.
+        data: Vec<u8>,
+        /// Whether any execute bit is set (the only mode bit forge tracks, as git does).
+        executable: bool,
+    },
+    /// A symbolic link, never followed.
+    Symlink {
+        /// The link's target as stored.
+        target: PathBuf,
+    },
+    /// A directory (its contents are separate paths).
+    Dir,
+}
+
+impl Entry {
+    /// The entry's kind, without its contents.
+    #[must_use]
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Entry::File { .. } => EntryKind::File,
+            Entry::Symlink { .. } => EntryKind::Symlink,
+            Entry::Dir => EntryKind::Dir,
+        }
+    }
+}
+
+/// The kind of an [`Entry`], without its contents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A directory.
+    Dir,
+}
+
+/// How views are made.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Backend {
+    /// overlayfs (Linux, root): O(1) views, change collection from the upper directory.
+    Overlay,
+    /// Per-file clones (`FICLONE`) on btrfs, XFS and other reflink-capable file systems.
+    Reflink,
+    /// A parallel copy of the generation: portable, the fallback.
+    Copy,
+    /// `git worktree add --detach` at `HEAD`, then the generation's layers and working
+    /// changes applied: needs a git repository.
+    Worktree,
+}
+
+impl Backend {
+    /// Every backend, in the order `auto` prefers them.
+    pub const ALL: [Backend; 4] = [
+        Backend::Overlay,
+        Backend::Reflink,
+        Backend::Copy,
+        Backend::Worktree,
+    ];
+
+    /// The lowercase name used by `Display` and `FromStr`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Overlay => "overlay",
+            Backend::Reflink => "reflink",
+            Backend::Copy => "copy",
+            Backend::Worktree => "worktree",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a [`Backend`] name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown staging backend {0:?} (expected overlay, reflink, copy or worktree)")]
+pub struct ParseBackendError(String);
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| ParseBackendError(s.to_owned()))
+    }
+}
+
+/// How [`Staging::open`](crate::Staging::open) sets a run up.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StagingOptions {
+    /// The backend to use; `None` chooses automatically (overlay, then reflink, then copy).
+    pub backend: Option<Backend>,
+    /// Extra ignored paths. An entry without `/` (a trailing `/` is dropped) ignores every
+    /// path component of that name at any depth; an entry with `/` ignores that path prefix
+    /// from the repository root. `.git` is always ignored.
+    pub ignores: Vec<String>,
+    /// Whether `target` and `node_modules` are ignored (the default).
+    pub default_ignores: bool,
+    /// The most lower directories an overlay mount may stack before layers are compacted.
+    /// overlayfs accepts 500; the option string (one page) usually binds first.
+    pub max_overlay_layers: usize,
+}
+
+impl Default for StagingOptions {
+    fn default() -> Self {
+        StagingOptions {
+            backend: None,
+            ignores: Vec::new(),
+            default_ignores: true,
+            max_overlay_layers: 128,
+        }
+    }
+}
+
+impl StagingOptions {
+    /// Options with a fixed backend (or `None` for auto) and the default ignores.
+    #[must_use]
+    pub fn with_backend(backend: Option<Backend>) -> Self {
+        StagingOptions {
+            backend,
+            ..StagingOptions::default()
+        }
+    }
+}
+
+/// One path's new state, for [`Staging::commit`](crate::Staging::commit).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LayerChange {
+    /// Repository-relative, `/`-separated path.
+    pub path: String,
+    /// The new state; `None` deletes the path (and everything below it).
+    pub entry: Option<Entry>,
+}
+
+/// How a path changed between a view's generation and the view.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum ChangeKind {
+    /// The path did not exist.
+    Added,
+    /// Same kind; the file's bytes (maybe also its mode) or the link's target changed.
+    Modified,
+    /// The path no longer exists.
+    Deleted,
+    /// A file whose bytes are unchanged but whose executable bit flipped.
+    ModeChanged,
+    /// The kind changed (file, symlink, directory).
+    TypeChanged,
+}
+
+/// One changed path of a view.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Change {
+    /// Repository-relative, `/`-separated path.
+    pub path: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+    /// The new state; `None` when deleted.
+    pub entry: Option<Entry>,
+}
+
+impl Change {
+    /// The change as a [`LayerChange`] for [`Staging::commit`](crate::Staging::commit).
+    #[must_use]
+    pub fn to_layer_change(&self) -> LayerChange {
+        LayerChange {
+            path: self.path.clone(),
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+/// A path of a view that was not taken into the change set.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Rejected {
+    /// The path (lossily converted when it is not UTF-8).
+    pub path: String,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+}
+
+/// Why a path was left out of a change set.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// A FIFO, socket, or character or block device: never copied.
+    Special(&'static str),
+    /// A symlink whose target leaves the view (absolute, or `..` above the root).
+    EscapingSymlink(PathBuf),
+    /// A name that is not valid UTF-8.
+    NonUtf8Name,
+    /// A directory rename that overlayfs recorded in a form forge cannot read.
+    UnsupportedRedirect(String),
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::Special(what) => write!(f, "{what} files are not staged"),
+            RejectReason::EscapingSymlink(t) => {
+                write!(f, "symlink target {} leaves the view", t.display())
+            }
+            RejectReason::NonUtf8Name => f.write_str("name is not valid UTF-8"),
+            RejectReason::UnsupportedRedirect(r) => write!(f, "unsupported overlay redirect {r:?}"),
+        }
+    }
+}
+
+/// What a view changed relative to its generation, sorted by path.
+///
+/// Directories are paths of their own: a new directory is `Added` with [`Entry::Dir`], a
+/// removed one is `Deleted` along with every path below it, and a file or symlink replaced
+/// by a directory (or back) is `TypeChanged`.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[must_use]
+pub struct ChangeSet {
+    /// The changes, sorted by path.
+    pub changes: Vec<Change>,
+    /// Paths left out, sorted by path.
+    pub rejected: Vec<Rejected>,
+}
+
+impl ChangeSet {
+    /// Whether nothing changed and nothing was rejected.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.rejected.is_empty()
+    }
+
+    /// The changes as [`LayerChange`]s, ready for [`Staging::commit`](crate::Staging::commit).
+    #[must_use]
+    pub fn to_layer_changes(&self) -> Vec<LayerChange> {
+        self.changes.iter().map(Change::to_layer_change).collect()
+    }
+}
+
+/// What [`Staging::publish`](crate::Staging::publish) did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[must_use]
+pub struct PublishReport {
+    /// The generation now on disk in the repository.
+    pub generation: u64,
+    /// Paths written (files, symlinks, directories).
+    pub written: usize,
+    /// Paths removed.
+    pub removed: usize,
+    /// Whether an interrupted publish was finished first.
+    pub resumed: bool,
+}
+
+/// What [`cleanup`](crate::cleanup) removed.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[must_use]
+pub struct CleanupReport {
+    /// Mount points unmounted.
+    pub unmounted: Vec<PathBuf>,
+    /// View directories removed.
+    pub removed_views: Vec<PathBuf>,
+    /// Half-written layers and temporary directories removed.
+    pub removed_temp: Vec<PathBuf>,
+}

@@ -1,0 +1,85 @@
+//! Differential test: the paths a view's change set names are the paths
+//! `git status --porcelain -uall` reports in that view.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use forge_staging::{Backend, Entry, Staging, StagingOptions};
+
+use crate::support::{backends, git, make_repo};
+
+/// Paths from `git status --porcelain -uall -z`.
+fn git_paths(dir: &std::path::Path) -> BTreeSet<String> {
+    let out = git(
+        dir,
+        &["status", "--porcelain", "-uall", "-z", "--no-renames"],
+    );
+    out.split('\0')
+        .filter(|f| f.len() > 3)
+        .map(|f| f[3..].to_owned())
+        .collect()
+}
+
+#[test]
+fn changed_paths_equal_git_status() {
+    for backend in backends() {
+        if backend == Backend::Reflink {
+            continue;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path().join("repo");
+        make_repo(&repo);
+        let staging = Staging::open(
+            &repo,
+            &tmp.path().join("run"),
+            StagingOptions::with_backend(Some(backend)),
+        )
+        .expect("open");
+        let view = staging.create_view(0, "diff").expect("view");
+        let v = view.path();
+        fs::write(v.join("src/lib.rs"), "pub fn f() -> u32 {\n    2\n}\n").expect("modify");
+        fs::remove_file(v.join("docs/a.md")).expect("delete");
+        fs::create_dir_all(v.join("new/deeper")).expect("mkdir");
+        fs::write(v.join("new/deeper/file.txt"), "n").expect("add");
+        fs::create_dir(v.join("empty")).expect("empty dir");
+        fs::set_permissions(v.join("src/main.rs"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        fs::remove_file(v.join("README.md")).expect("rm");
+        fs::create_dir(v.join("README.md")).expect("file to dir");
+        fs::write(v.join("README.md/x"), "x").expect("write");
+        fs::remove_dir_all(v.join("src/util")).expect("rm -r");
+        fs::write(v.join("src/util"), "dir to file").expect("write");
+        if backend != Backend::Worktree {
+            fs::write(v.join("target/debug/out"), "ignored by both").expect("write");
+        }
+        fs::remove_file(v.join("link")).expect("rm");
+        std::os::unix::fs::symlink("docs", v.join("link")).expect("retarget");
+        fs::write(
+            v.join("src/main.rs"),
+            fs::read(repo.join("src/main.rs")).expect("read"),
+        )
+        .expect("rewrite same");
+        if backend == Backend::Overlay {
+            fs::rename(v.join("docs/deep"), v.join("deep2")).expect("rename dir");
+        }
+
+        let got = view.collect().expect("collect");
+        // Git tracks files and symlinks only: keep the paths where either side is one.
+        let ours: BTreeSet<String> = got
+            .changes
+            .iter()
+            .filter(|c| {
+                let new_is_leaf = c.entry.as_ref().is_some_and(|e| *e != Entry::Dir);
+                let old_is_leaf = staging
+                    .read(0, &c.path)
+                    .expect("read")
+                    .is_some_and(|e| e != Entry::Dir);
+                new_is_leaf || old_is_leaf
+            })
+            .map(|c| c.path.clone())
+            .collect();
+        assert_eq!(ours, git_paths(v), "backend {backend}");
+        assert!(ours.contains("src/main.rs"), "mode change missing");
+    }
+}

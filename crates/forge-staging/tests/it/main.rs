@@ -1,0 +1,9 @@
+//! Integration tests of forge-staging: every backend against a model file system, against
+//! `git status`, generations, rejection of unsafe entries, compaction and cleanup.
+
+mod support;
+
+mod cleanup;
+mod git_status;
+mod model;
+mod views;

@@ -1,0 +1,134 @@
+//! Fixtures: a small repository, the list of backends that work here, tree hashing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use forge_staging::{Backend, Staging, StagingOptions};
+
+/// Whether overlay tests run. Overlay must work unless `FORGE_ALLOW_SKIP_OVERLAY=1`, in
+/// which case a test that cannot use it says why and skips.
+pub(crate) fn overlay_ok() -> bool {
+    static OK: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = OK.get_or_init(|| {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let repo = tmp.path().join("repo");
+        fs::create_dir(&repo).map_err(|e| e.to_string())?;
+        Staging::open(
+            &repo,
+            &tmp.path().join("run"),
+            StagingOptions::with_backend(Some(Backend::Overlay)),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => true,
+        Err(reason) if std::env::var("FORGE_ALLOW_SKIP_OVERLAY").as_deref() == Ok("1") => {
+            eprintln!("skipping overlay: {reason} (FORGE_ALLOW_SKIP_OVERLAY=1)");
+            false
+        }
+        Err(reason) => panic!(
+            "overlayfs does not work here: {reason}; run as root on Linux, or set FORGE_ALLOW_SKIP_OVERLAY=1 to skip"
+        ),
+    }
+}
+
+/// The backends to test: copy, reflink (may fall back to copy), worktree, and overlay.
+pub(crate) fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Copy, Backend::Reflink, Backend::Worktree];
+    if overlay_ok() {
+        out.push(Backend::Overlay);
+    }
+    out
+}
+
+/// Runs git in `dir` and returns its standard output.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=forge",
+            "-c",
+            "user.email=forge@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("git output is UTF-8")
+}
+
+/// Writes the fixture repository into `repo` and commits it with git.
+pub(crate) fn make_repo(repo: &Path) {
+    let files: &[(&str, &str)] = &[
+        (".gitignore", "target/\n"),
+        ("README.md", "# fixture\n\nhello\n"),
+        ("src/main.rs", "fn main() {\n    println!(\"hi\");\n}\n"),
+        ("src/lib.rs", "pub fn f() -> u32 {\n    1\n}\n"),
+        ("src/util/mod.rs", "pub mod x;\n"),
+        ("src/util/x.rs", "pub const X: u8 = 1;\n"),
+        ("docs/a.md", "a\n"),
+        ("docs/deep/b.md", "b\n"),
+        ("bin/run.sh", "#!/bin/sh\necho run\n"),
+        ("target/debug/out", "build output\n"),
+    ];
+    for (path, data) in files {
+        let p = repo.join(path);
+        fs::create_dir_all(p.parent().expect("has a parent")).expect("mkdir");
+        fs::write(&p, data).expect("write");
+    }
+    fs::set_permissions(repo.join("bin/run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("README.md", repo.join("link")).expect("symlink");
+    git(repo, &["init", "-q"]);
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "fixture"]);
+}
+
+/// A digest of every path below `root` except `.git`: kind, mode and contents.
+pub(crate) fn tree_digest(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let entry = entry.expect("walk");
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("below root")
+            .to_string_lossy()
+            .into_owned();
+        if rel == ".git" || rel.starts_with(".git/") {
+            continue;
+        }
+        let meta = fs::symlink_metadata(entry.path()).expect("stat");
+        let desc = if meta.is_dir() {
+            format!("dir {:o}", meta.permissions().mode())
+        } else if meta.file_type().is_symlink() {
+            format!(
+                "link {}",
+                fs::read_link(entry.path()).expect("readlink").display()
+            )
+        } else {
+            let data = fs::read(entry.path()).expect("read");
+            format!("file {:o} {:016x}", meta.permissions().mode(), fnv(&data))
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
