@@ -1,0 +1,133 @@
+//! `forge run`: tasks run through the command template in the current directory, output as
+//! plain lines (stdout is not a terminal here) or JSON lines, and the exit status contract.
+
+use crate::{forge, text};
+
+const PLAN: &str = r#"
+[[task]]
+id = "models"
+prompt = "add the 'User' model"
+
+[[task]]
+id = "api"
+prompt = "add /login"
+deps = ["models"]
+
+[[task]]
+id = "docs"
+prompt = "document it"
+deps = ["api"]
+"#;
+
+#[test]
+fn runs_every_task_in_the_current_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
+    let out = forge(
+        dir.path(),
+        &[
+            "run",
+            "plan.toml",
+            "--jobs",
+            "2",
+            "--executor",
+            "sh -c 'echo \"$1\" >> log.txt; echo did {task}' sh {prompt}",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("log.txt")).expect("log"),
+        "add the 'User' model\nadd /login\ndocument it\n"
+    );
+    assert!(stdout.contains("[api] did api\n"), "{stdout}");
+    assert!(stdout.contains("3 tasks in "), "{stdout}");
+    assert!(
+        stdout.contains(": 3 succeeded, 0 failed, 0 skipped, 0 cancelled\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn failure_exits_1_and_skips_dependents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
+    let out = forge(
+        dir.path(),
+        &[
+            "run",
+            "plan.toml",
+            "--executor",
+            "sh -c 'echo broken {task}; test {task} != api'",
+        ],
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.ends_with(
+            "  api: failed after 1 attempt: task `api`: `sh` exited with status 1\n      | broken api\n  docs: skipped: dependency `api` failed\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_streams_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
+    let out = forge(
+        dir.path(),
+        &[
+            "run",
+            "plan.toml",
+            "--json",
+            "-j",
+            "1",
+            "--executor",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let kinds: Vec<String> = text(&out)
+        .0
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON event per line");
+            event["kind"].as_str().expect("kind").to_owned()
+        })
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("run_started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+    assert_eq!(kinds.iter().filter(|k| *k == "task_succeeded").count(), 3);
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
+    std::fs::write(
+        dir.path().join("cyclic.toml"),
+        "[[task]]\nid = \"a\"\ndeps = [\"a\"]\n",
+    )
+    .expect("write");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["run", "missing.toml", "--executor", "true"],
+            "forge run: cannot read plan missing.toml: No such file or directory (os error 2)\n",
+        ),
+        (
+            &["run", "cyclic.toml", "--executor", "true"],
+            "forge run: cyclic.toml is invalid:\n  dependency cycle: a -> a\n",
+        ),
+        (
+            &["run", "plan.toml", "--executor", "sh -c 'oops"],
+            "forge run: unclosed single quote in command template `sh -c 'oops`\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = forge(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out).1, expected, "{args:?}");
+    }
+}
