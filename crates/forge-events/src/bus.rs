@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use futures::stream::FusedStream;
 use tokio::sync::broadcast;
 
 /// How many events a [`Bus`] made with [`Default`] keeps for a subscriber that falls behind.
@@ -263,6 +264,12 @@ impl<E: Clone + Send + 'static> Stream for Subscription<E> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_delivery(cx, FILTER_BUDGET)
+    }
+}
+
+impl<E: Clone + Send + 'static> FusedStream for Subscription<E> {
+    fn is_terminated(&self) -> bool {
+        matches!(self.state, State::Done)
     }
 }
 

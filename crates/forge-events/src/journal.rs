@@ -34,10 +34,10 @@ pub enum FsyncPolicy {
 /// An append-only JSONL journal of events of type `E`.
 ///
 /// Each [`append`](Journal::append) writes one [`Record`](crate::Record) line and returns its
-/// sequence number. The journal is `Sync`: share it between threads (for instance in an `Arc`);
+/// sequence number. `E` may be unsized, as in `Journal<str>` or `Journal<[u8]>`. The journal is `Sync`: share it between threads (for instance in an `Arc`);
 /// appends are serialized by an internal lock that is never held across an `.await` (every
 /// method is synchronous).
-pub struct Journal<E> {
+pub struct Journal<E: ?Sized> {
     path: PathBuf,
     policy: FsyncPolicy,
     writer: Mutex<Writer>,
@@ -57,7 +57,7 @@ struct Writer {
     line: Vec<u8>,
 }
 
-impl<E: Serialize> Journal<E> {
+impl<E: Serialize + ?Sized> Journal<E> {
     /// Creates a new, empty journal at `path`; its first record gets sequence number 1.
     ///
     /// The file must not exist yet: a journal is the record of one run, and overwriting one
@@ -156,7 +156,9 @@ impl<E: Serialize> Journal<E> {
 
     /// Appends `event` and syncs it, with every record before it, before returning.
     ///
-    /// Use it for the records that resume relies on, such as a committed merge.
+    /// Use it for the records that resume relies on, such as a committed merge. The sync
+    /// blocks the calling thread (milliseconds on a real disk): async code should call it from
+    /// a blocking-friendly thread such as tokio's `spawn_blocking`.
     ///
     /// # Errors
     ///
@@ -226,7 +228,7 @@ impl<E: Serialize> Journal<E> {
     }
 }
 
-impl<E> Journal<E> {
+impl<E: ?Sized> Journal<E> {
     /// The sequence number the next record will get.
     #[must_use]
     pub fn next_seq(&self) -> u64 {
@@ -246,7 +248,7 @@ impl<E> Journal<E> {
     }
 }
 
-impl<E> Drop for Journal<E> {
+impl<E: ?Sized> Drop for Journal<E> {
     /// Syncs what is not synced yet, best effort: a clean shutdown leaves a durable journal.
     fn drop(&mut self) {
         let writer = self.writer.get_mut();
@@ -256,7 +258,7 @@ impl<E> Drop for Journal<E> {
     }
 }
 
-impl<E> fmt::Debug for Journal<E> {
+impl<E: ?Sized> fmt::Debug for Journal<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Journal")
             .field("path", &self.path)

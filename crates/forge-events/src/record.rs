@@ -35,7 +35,7 @@ pub struct Record<E> {
 
 /// The same envelope, borrowing its event, so that appending never clones an event.
 #[derive(Serialize)]
-pub(crate) struct RecordRef<'a, E> {
+pub(crate) struct RecordRef<'a, E: ?Sized> {
     pub(crate) v: u32,
     pub(crate) seq: u64,
     pub(crate) ts_ms: u64,

@@ -130,3 +130,31 @@ async fn a_filter_that_rejects_a_long_run_yields_and_continues() {
     }
     assert_eq!(last.next().await, Some(Delivery::Event(1999)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_after_an_empty_try_recv_is_woken_by_the_next_publish() {
+    let bus = Bus::new(8);
+    let mut sub = bus.subscribe();
+    // Park a wait with a real waker, then overwrite it with try_recv's no-op waker.
+    assert!(futures::poll!(sub.next()).is_pending());
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    let publisher = bus.clone();
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        publisher.publish(5u32);
+    });
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv()).await;
+    assert_eq!(got, Ok(Some(Delivery::Event(5))));
+    handle.await.expect("publisher task");
+}
+
+#[test]
+fn a_finished_subscription_is_terminated() {
+    use futures::stream::FusedStream;
+    let bus = Bus::<u32>::new(2);
+    let mut sub = bus.subscribe();
+    assert!(!sub.is_terminated());
+    drop(bus);
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
+    assert!(sub.is_terminated());
+}

@@ -53,7 +53,7 @@ fn write(path: &Path, policy: FsyncPolicy, events: &[TestEvent]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: crate::cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn round_trip(

@@ -76,7 +76,7 @@ fn snapshot_then_stream_is_the_full_stream_under_concurrent_publishing() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: crate::cases(64), ..ProptestConfig::default() })]
 
     /// Any interleaving of publishes and subscribes: each subscriber's snapshot plus what it
     /// receives is the whole stream.

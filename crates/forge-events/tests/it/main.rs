@@ -6,6 +6,15 @@ mod live;
 
 use serde::{Deserialize, Serialize};
 
+/// Property-test cases: `default`, or 50 times more with `FORGE_SOAK=1`.
+pub(crate) fn cases(default: u32) -> u32 {
+    if std::env::var_os("FORGE_SOAK").is_some() {
+        default * 50
+    } else {
+        default
+    }
+}
+
 /// An event type shaped like forge's own: tagged, with strings and numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
