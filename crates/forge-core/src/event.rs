@@ -41,9 +41,17 @@ pub enum LogStream {
 /// | `generation_committed` | `{"kind":"generation_committed","task":"api","generation":4,"paths":4}` |
 /// | `scope_violation` | `{"kind":"scope_violation","task":"api","paths":["README.md"]}` |
 /// | `run_resumed` | `{"kind":"run_resumed","generation":4,"rerun":["docs"]}` |
+/// | `commit_started` | `{"kind":"commit_started","task":"api","generation":5}` |
+/// | `task_merged` | `{"kind":"task_merged","task":"api","generation":5,"paths":4}` |
+/// | `stale_reads` | `{"kind":"stale_reads","task":"docs","paths":["src/models/user.rs"],"rerun":false}` |
+/// | `run_published` | `{"kind":"run_published","generation":9,"published":true}` |
+/// | `events_lost` | `{"kind":"events_lost","missed":12}` |
 ///
 /// The scheduler emits the `run_*`, `task_*` and `executor_paused` kinds; the engine emits the
-/// lock, view, merge and commit kinds.
+/// lock, view, merge and commit kinds. `commit_started` and `task_merged` are the engine's
+/// write-ahead records: they are fsynced to the journal before and after each commit, and
+/// resume trusts nothing else to know which tasks were merged. `events_lost` is written to the
+/// journal when its writer fell behind the bus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -226,6 +234,43 @@ pub enum Event {
         /// Tasks whose outcome was unknown and run again.
         rerun: Vec<String>,
     },
+    /// The engine is about to commit a task's merged changes as `generation` (write-ahead).
+    CommitStarted {
+        /// The task id.
+        task: String,
+        /// The generation the commit creates.
+        generation: u64,
+    },
+    /// A task's attempt is merged: its changes are committed (or it changed nothing).
+    TaskMerged {
+        /// The task id.
+        task: String,
+        /// The head generation after its commit.
+        generation: u64,
+        /// Number of paths committed (0: it changed nothing).
+        paths: usize,
+    },
+    /// Files a task declared it reads changed between its view's generation and the head.
+    StaleReads {
+        /// The task id.
+        task: String,
+        /// The changed paths.
+        paths: Vec<String>,
+        /// Whether the task runs again because of it (else it was merged with a warning).
+        rerun: bool,
+    },
+    /// The run ended; the head generation was written into the repository if `published`.
+    RunPublished {
+        /// The head generation.
+        generation: u64,
+        /// Whether the repository now holds it.
+        published: bool,
+    },
+    /// The journal writer fell behind the event bus and missed this many events.
+    EventsLost {
+        /// How many.
+        missed: u64,
+    },
 }
 
 impl Event {
@@ -248,9 +293,16 @@ impl Event {
             | Event::ChangesCollected { task, .. }
             | Event::MergeConflict { task, .. }
             | Event::GenerationCommitted { task, .. }
-            | Event::ScopeViolation { task, .. } => Some(task),
+            | Event::ScopeViolation { task, .. }
+            | Event::CommitStarted { task, .. }
+            | Event::TaskMerged { task, .. }
+            | Event::StaleReads { task, .. } => Some(task),
             Event::Deadlock { victim, .. } => Some(victim),
-            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::RunResumed { .. } => None,
+            Event::RunStarted { .. }
+            | Event::RunFinished { .. }
+            | Event::RunResumed { .. }
+            | Event::RunPublished { .. }
+            | Event::EventsLost { .. } => None,
         }
     }
 
@@ -274,7 +326,7 @@ mod tests {
             .filter_map(|row| row.split(" | ").nth(1))
             .map(|cell| cell.trim_end_matches(" |").trim_matches('`').trim())
             .collect();
-        assert_eq!(examples.len(), 21, "one example per variant");
+        assert_eq!(examples.len(), 26, "one example per variant");
         for json in examples {
             let event: Event = serde_json::from_str(json).expect(json);
             assert_eq!(event.to_json(), json);

@@ -51,6 +51,7 @@
 //!
 //! None: everything is always built. Unix only (process groups and signals).
 
+mod engine;
 mod event;
 mod executor;
 mod phases;
@@ -63,6 +64,11 @@ pub use forge_locks as locks;
 pub use forge_merge as merge;
 pub use forge_staging as staging;
 
+pub use crate::engine::{
+    ConflictPolicy, ConflictReport, EngineError, EngineOptions, EngineOutcome, JournalHook,
+    PathConflict, RunDir, RunState, ScopePolicy, StaleReadPolicy, TaskState, resume, run_engine,
+    status,
+};
 pub use crate::event::{Event, LogStream};
 pub use crate::executor::process::{EXIT_RATE_LIMITED, EXIT_RETRYABLE};
 pub use crate::executor::{
