@@ -1,1 +1,336 @@
 //! Helpers shared by forge's examples (the examples themselves are in `examples/`).
+//!
+//! [`run_demo`] is the whole demo (`cargo run --release -p forge-examples --example demo`):
+//! it creates a sample git repository in a temporary directory, writes a plan of eight
+//! scripted "agents" (shell scripts with delays: some in parallel, one that fails once and
+//! succeeds on retry, one that depends on two others), runs it through forge-core with live
+//! progress, and prints a summary. It lives here, not in the example, so a test runs the very
+//! same code with shorter delays.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use forge_core::events::Delivery;
+use forge_core::{
+    Backoff, Event, EventBus, Executors, Plan, ProcessExecutor, RunOptions, RunOutcome, Task,
+    run_plan,
+};
+use tokio::time::Instant;
+
+/// Settings of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Multiplies every scripted delay (1.0: the demo takes about 6 s; tests use less).
+    pub time_scale: f64,
+    /// Most agents running at once.
+    pub jobs: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            time_scale: 1.0,
+            jobs: 3,
+        }
+    }
+}
+
+/// What the demo did.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The outcome of every task.
+    pub outcome: RunOutcome,
+    /// Every event of the run with its time since the start.
+    pub events: Vec<(Duration, Event)>,
+    /// The sample repository (deleted when the report is dropped).
+    pub repo: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Why the demo could not run.
+pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One scripted agent: what it says, how long it works, what it writes.
+struct Agent {
+    id: &'static str,
+    deps: &'static [&'static str],
+    says: [&'static str; 2],
+    secs: f64,
+    writes: (&'static str, &'static str),
+}
+
+const AGENTS: [Agent; 8] = [
+    Agent {
+        id: "scaffold",
+        deps: &[],
+        says: ["reading the README", "creating the crate layout"],
+        secs: 0.8,
+        writes: ("src/lib.rs", "pub mod models;\npub mod api;\n"),
+    },
+    Agent {
+        id: "models",
+        deps: &["scaffold"],
+        says: ["designing the User model", "writing src/models.rs"],
+        secs: 1.5,
+        writes: (
+            "src/models.rs",
+            "pub struct User {\n    pub email: String,\n}\n",
+        ),
+    },
+    Agent {
+        id: "schema",
+        deps: &["scaffold"],
+        says: ["sketching the users table", "writing the migration"],
+        secs: 1.2,
+        writes: (
+            "migrations/001_users.sql",
+            "CREATE TABLE users (email TEXT PRIMARY KEY);\n",
+        ),
+    },
+    Agent {
+        id: "client",
+        deps: &["scaffold"],
+        says: ["fetching the OpenAPI spec", "generating the HTTP client"],
+        secs: 0.8,
+        writes: ("src/client.rs", "pub fn login() {}\n"),
+    },
+    Agent {
+        id: "api",
+        deps: &["models", "schema"],
+        says: ["wiring the /login route", "writing src/api.rs"],
+        secs: 1.5,
+        writes: (
+            "src/api.rs",
+            "pub fn login(_user: &crate::models::User) {}\n",
+        ),
+    },
+    Agent {
+        id: "lint",
+        deps: &["scaffold"],
+        says: ["running the linter", "no warnings"],
+        secs: 0.5,
+        writes: (".lint-ok", "ok\n"),
+    },
+    Agent {
+        id: "docs",
+        deps: &["api"],
+        says: ["reading src/api.rs", "writing docs/api.md"],
+        secs: 0.6,
+        writes: ("docs/api.md", "# API\n\n`POST /login`\n"),
+    },
+    Agent {
+        id: "tests",
+        deps: &["api", "client"],
+        says: ["writing tests/login.rs", "running the tests: 3 passed"],
+        secs: 1.0,
+        writes: ("tests/login.rs", "#[test]\nfn login() {}\n"),
+    },
+];
+
+/// The agent that fails on its first attempt (exit 75, retryable) and succeeds on the next.
+const FLAKY: &str = "client";
+
+/// Creates the sample repository, runs the plan with live progress written to `out`, and
+/// writes a summary.
+///
+/// # Errors
+///
+/// When the temporary directory, git, or the plan cannot be set up, or `out` fails.
+pub async fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let dir = tempfile::Builder::new().prefix("forge-demo-").tempdir()?;
+    let repo = dir.path().join("repo");
+    create_repo(&repo)?;
+    writeln!(out, "forge demo: a sample repository at {}", repo.display())?;
+
+    let plan = demo_plan(options.time_scale, &dir.path().join("client-failed-once"));
+    let plan = plan.validate()?;
+    writeln!(out, "plan: {} agents", plan.len())?;
+    for (n, phase) in plan.phases().to_names().iter().enumerate() {
+        writeln!(out, "  phase {}: {}", n + 1, phase.join(", "))?;
+    }
+    writeln!(
+        out,
+        "(phases are for reading: each agent starts as soon as its own dependencies are done)\n"
+    )?;
+
+    let executors = Executors::single(ProcessExecutor::new(["sh", "-c", "{prompt}"])?);
+    let bus = EventBus::new(4096);
+    let mut subscription = bus.subscribe();
+    let run_options = RunOptions::default()
+        .jobs(options.jobs)
+        .workdir(&repo)
+        .keep_going(true)
+        .backoff(
+            Backoff::fixed_exponential(
+                Duration::from_secs_f64(0.3 * options.time_scale),
+                Duration::from_secs(5),
+                2.0,
+            )
+            .with_jitter(0.2),
+        )
+        .bus(bus);
+
+    let started = Instant::now();
+    let mut events = Vec::new();
+    let (outcome, printed) = tokio::join!(run_plan(&plan, &executors, run_options), async {
+        // The bus closes when the run returns, which ends this loop.
+        while let Some(delivery) = subscription.recv().await {
+            let at = started.elapsed();
+            match delivery {
+                Delivery::Event(event) => {
+                    if let Some(line) = progress_line(at, &event) {
+                        writeln!(out, "{line}")?;
+                        out.flush()?;
+                    }
+                    events.push((at, event));
+                }
+                Delivery::Lagged(n) => writeln!(out, "({n} events dropped)")?,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    printed?;
+    let outcome = outcome?;
+    write!(out, "{}", summary(&outcome, &repo))?;
+    Ok(DemoReport {
+        outcome,
+        events,
+        repo,
+        _dir: dir,
+    })
+}
+
+/// The plan: each agent is a shell script given as the task's prompt.
+fn demo_plan(time_scale: f64, flaky_marker: &Path) -> Plan {
+    let mut plan = Plan::default();
+    for agent in &AGENTS {
+        let pause = format!("sleep {:.3}", agent.secs * time_scale / 2.0);
+        let (path, content) = agent.writes;
+        let mut script = String::new();
+        if agent.id == FLAKY {
+            let marker = flaky_marker.display();
+            let _ = write!(
+                script,
+                "if [ ! -e '{marker}' ]; then : > '{marker}'; {pause}; \
+                 echo 'upstream returned 503, giving up for now' >&2; exit 75; fi; "
+            );
+        }
+        let _ = write!(
+            script,
+            "echo '{}'; {pause}; echo '{}'; {pause}; mkdir -p \"$(dirname '{path}')\"; \
+             printf '%s' '{}' > '{path}'",
+            agent.says[0],
+            agent.says[1],
+            content.replace('\'', "'\\''"),
+        );
+        let mut task = Task::new(agent.id, script)
+            .deps(agent.deps.iter().copied())
+            .writes([path])
+            .duration_hint(Duration::from_secs_f64(agent.secs));
+        if agent.id == FLAKY {
+            task = task.retries(2);
+        }
+        if agent.id == "lint" {
+            task = task.priority(-1);
+        }
+        plan.push(task);
+    }
+    plan
+}
+
+fn create_repo(repo: &Path) -> Result<(), DemoError> {
+    std::fs::create_dir_all(repo.join("src"))?;
+    std::fs::write(
+        repo.join("README.md"),
+        "# shop\n\nA sample repository for the forge demo.\n",
+    )?;
+    std::fs::write(
+        repo.join("Cargo.toml"),
+        "[package]\nname = \"shop\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )?;
+    std::fs::write(repo.join("src/main.rs"), "fn main() {}\n")?;
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=forge demo",
+            "-c",
+            "user.email=demo@forge.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "initial commit",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .status()
+            .map_err(|err| format!("the demo needs git to create its sample repository: {err}"))?;
+        if !status.success() {
+            return Err(format!(
+                "git {} failed in {}: {status}",
+                args.join(" "),
+                repo.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn progress_line(at: Duration, event: &Event) -> Option<String> {
+    let stamp = format!("[{:>5.2}s]", at.as_secs_f64());
+    Some(match event {
+        Event::TaskStarted { task, attempt } if *attempt > 1 => {
+            format!("{stamp} start   {task} (attempt {attempt})")
+        }
+        Event::TaskStarted { task, .. } => format!("{stamp} start   {task}"),
+        Event::TaskLog { task, line, .. } => format!("{stamp}   {task:>8} | {line}"),
+        Event::TaskRetrying {
+            task,
+            delay_ms,
+            error,
+            ..
+        } => format!("{stamp} retry   {task}: {error}; again in {delay_ms} ms"),
+        Event::TaskSucceeded {
+            task, duration_ms, ..
+        } => format!(
+            "{stamp} done    {task} ({:.1}s)",
+            *duration_ms as f64 / 1000.0
+        ),
+        Event::TaskFailed { task, error, .. } => format!("{stamp} FAILED  {task}: {error}"),
+        Event::TaskSkipped { task, reason } => format!("{stamp} skip    {task}: {reason}"),
+        _ => return None,
+    })
+}
+
+fn summary(outcome: &RunOutcome, repo: &Path) -> String {
+    let counts = outcome.counts();
+    let mut text = format!(
+        "\n{} agents in {:.1}s: {} succeeded, {} failed, {} skipped\n",
+        outcome.outcomes().len(),
+        outcome.duration().as_secs_f64(),
+        counts.succeeded,
+        counts.failed,
+        counts.skipped
+    );
+    for (task, task_outcome) in outcome.iter() {
+        let _ = writeln!(text, "  {:<9} {task_outcome}", task.id);
+    }
+    if let Ok(status) = Command::new("git")
+        .args(["status", "--short", "--untracked-files=all"])
+        .current_dir(repo)
+        .output()
+    {
+        let _ = writeln!(text, "\nwhat the agents changed (git status --short):");
+        for line in String::from_utf8_lossy(&status.stdout).lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    text
+}
