@@ -376,3 +376,43 @@ fn agrees_with_git_on_large_heavily_edited_files() {
         }
     }
 }
+
+/// A byte-level splice: at `at` (modulo length) remove `del` bytes and insert `ins`.
+type Splice = (usize, usize, Vec<u8>);
+
+fn bytes_from(alphabet: &'static [u8], max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(alphabet), 0..max)
+}
+
+fn splice(data: &[u8], edits: &[Splice]) -> Vec<u8> {
+    let mut v = data.to_vec();
+    for (at, del, ins) in edits {
+        let at = at % (v.len() + 1);
+        let end = (at + del).min(v.len());
+        v.splice(at..end, ins.iter().copied());
+    }
+    v
+}
+
+/// Lines made of few distinct bytes, with lone CRs, blank lines and missing final newlines:
+/// the corners of line splitting, CRLF marker detection and the no-alnum rule.
+const ALPHABET: &[u8] = b"ab1}\n\n\n\r ";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 2, ..ProptestConfig::default() })]
+
+    #[test]
+    fn agrees_with_git_on_arbitrary_bytes(
+        base in bytes_from(ALPHABET, 80),
+        ours_edits in prop::collection::vec((0usize..100, 0usize..6, bytes_from(ALPHABET, 8)), 0..4),
+        theirs_edits in prop::collection::vec((0usize..100, 0usize..6, bytes_from(ALPHABET, 8)), 0..4),
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ours = splice(&base, &ours_edits);
+        let theirs = splice(&base, &theirs_edits);
+        for style in [ConflictStyle::Merge, ConflictStyle::Diff3, ConflictStyle::Zdiff3] {
+            compare(dir.path(), &base, &ours, &theirs, style, None)?;
+        }
+        compare(dir.path(), &base, &ours, &theirs, ConflictStyle::Merge, Some(Favor::Union))?;
+    }
+}
