@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod display;
+mod session;
 
 /// Run many coding agents in parallel on one repository, safely.
 #[derive(Debug, Parser)]

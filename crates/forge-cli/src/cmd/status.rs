@@ -109,7 +109,11 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
     if state.torn_tail || !state.corrupt_lines.is_empty() || state.events_lost > 0 {
         out.push_str(&format!(
             "journal: torn last line {}, corrupt lines {:?}, events lost {}\n",
-            if state.torn_tail { "yes (dropped)" } else { "no" },
+            if state.torn_tail {
+                "yes (dropped)"
+            } else {
+                "no"
+            },
             state.corrupt_lines,
             state.events_lost
         ));

@@ -1,6 +1,7 @@
 //! Integration tests of the `forge` binary.
 
 mod plan;
+mod resume;
 mod run;
 
 use std::path::Path;

@@ -1,7 +1,34 @@
 //! `forge run`: tasks run through the command template in the current directory, output as
 //! plain lines (stdout is not a terminal here) or JSON lines, and the exit status contract.
 
+use std::path::{Path, PathBuf};
+
 use crate::{forge, text};
+
+/// A repository directory and, beside it (outside the repository), a run directory.
+pub(crate) struct Sandbox {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+}
+
+impl Sandbox {
+    pub(crate) fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        Self { _tmp: tmp, repo }
+    }
+
+    /// The repository.
+    pub(crate) fn path(&self) -> &Path {
+        &self.repo
+    }
+
+    /// The run directory, as an argument.
+    pub(crate) fn run_dir(&self) -> String {
+        self._tmp.path().join("run").display().to_string()
+    }
+}
 
 const PLAN: &str = r#"
 [[task]]
@@ -21,13 +48,16 @@ deps = ["api"]
 
 #[test]
 fn runs_every_task_in_the_current_directory() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::new();
+    let dir = &sandbox;
     std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
     let out = forge(
         dir.path(),
         &[
             "run",
             "plan.toml",
+            "--run-dir",
+            &sandbox.run_dir(),
             "--jobs",
             "2",
             "--executor",
@@ -50,13 +80,16 @@ fn runs_every_task_in_the_current_directory() {
 
 #[test]
 fn failure_exits_1_and_skips_dependents() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::new();
+    let dir = &sandbox;
     std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
     let out = forge(
         dir.path(),
         &[
             "run",
             "plan.toml",
+            "--run-dir",
+            &sandbox.run_dir(),
             "--executor",
             "sh -c 'echo broken {task}; test {task} != api'",
         ],
@@ -64,7 +97,7 @@ fn failure_exits_1_and_skips_dependents() {
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.ends_with(
+        stdout.contains(
             "  api: failed after 1 attempt: task `api`: `sh` exited with status 1\n      | broken api\n  docs: skipped: dependency `api` failed\n"
         ),
         "{stdout}"
@@ -73,13 +106,16 @@ fn failure_exits_1_and_skips_dependents() {
 
 #[test]
 fn json_streams_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::new();
+    let dir = &sandbox;
     std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
     let out = forge(
         dir.path(),
         &[
             "run",
             "plan.toml",
+            "--run-dir",
+            &sandbox.run_dir(),
             "--json",
             "-j",
             "1",

@@ -1,0 +1,322 @@
+//! The live display of a run: permanent lines for what finished and, on a terminal, a status
+//! block (counts and each running task's last output line) redrawn in place; plain lines when
+//! stdout is not a terminal; or every event as a JSON line. Shared by `run` and `resume`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use forge_core::events::Delivery;
+use forge_core::{EngineOutcome, Event, TaskOutcome};
+
+impl Mode {
+    /// JSON lines when asked, else a redrawn display on a terminal, else plain lines.
+    pub(crate) fn pick(json: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if std::io::stdout().is_terminal() {
+            Mode::Terminal
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Json,
+    Terminal,
+    Plain,
+}
+
+/// Renders events until the bus closes.
+pub(crate) async fn show(mut subscription: forge_core::events::Subscription<Event>, mode: Mode) {
+    let mut view = View::new(mode);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            delivery = subscription.recv() => match delivery {
+                Some(Delivery::Event(event)) => view.on_event(&event),
+                Some(Delivery::Lagged(n)) => view.permanent(format!("({n} events dropped: display fell behind)")),
+                None => break,
+            },
+            _ = tick.tick() => view.redraw(),
+        }
+    }
+    view.clear();
+}
+
+/// The live display: permanent lines for what finished, and on a terminal a status block
+/// (counts and each running task's last output line) redrawn in place.
+struct View {
+    mode: Mode,
+    total: usize,
+    running: BTreeMap<String, String>,
+    succeeded: usize,
+    failed: usize,
+    skipped: usize,
+    cancelled: usize,
+    drawn: usize,
+    dirty: bool,
+    width: usize,
+}
+
+impl View {
+    fn new(mode: Mode) -> Self {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100usize)
+            .max(20);
+        Self {
+            mode,
+            total: 0,
+            running: BTreeMap::new(),
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            cancelled: 0,
+            drawn: 0,
+            dirty: false,
+            width,
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        if self.mode == Mode::Json {
+            // A closed stdout (`| head`) must not kill the run.
+            let _ = writeln!(std::io::stdout().lock(), "{}", event.to_json());
+            return;
+        }
+        match event {
+            Event::RunStarted { tasks, jobs } => {
+                self.total = *tasks;
+                self.permanent(format!("running {tasks} tasks, at most {jobs} at once"));
+            }
+            Event::TaskStarted { task, attempt } => {
+                self.running.insert(task.clone(), String::new());
+                if self.mode == Mode::Plain {
+                    self.permanent(format!("start   {task} (attempt {attempt})"));
+                }
+                self.dirty = true;
+            }
+            Event::TaskLog { task, line, .. } => {
+                if self.mode == Mode::Plain {
+                    self.permanent(format!("[{task}] {line}"));
+                } else if let Some(last) = self.running.get_mut(task) {
+                    last.clone_from(line);
+                    self.dirty = true;
+                }
+            }
+            Event::TaskRetrying {
+                task,
+                attempt,
+                delay_ms,
+                error,
+            } => {
+                self.running.remove(task);
+                self.permanent(format!(
+                    "retry   {task}: attempt {attempt} failed ({error}); next in {delay_ms} ms"
+                ));
+            }
+            Event::ExecutorPaused {
+                executor,
+                retry_after_ms,
+                error,
+                ..
+            } => {
+                self.permanent(format!(
+                    "pause   executor `{executor}` rate limited for {retry_after_ms} ms ({error})"
+                ));
+            }
+            Event::TaskSucceeded {
+                task, duration_ms, ..
+            } => {
+                self.running.remove(task);
+                self.succeeded += 1;
+                self.permanent(format!(
+                    "ok      {task} ({:.1}s)",
+                    *duration_ms as f64 / 1000.0
+                ));
+            }
+            Event::TaskFailed { task, error, .. } => {
+                self.running.remove(task);
+                self.failed += 1;
+                self.permanent(format!("FAILED  {task}: {error}"));
+            }
+            Event::TaskSkipped { task, reason } => {
+                self.skipped += 1;
+                self.permanent(format!("skip    {task}: {reason}"));
+            }
+            Event::TaskCancelled { task } => {
+                self.running.remove(task);
+                self.cancelled += 1;
+                self.permanent(format!("cancel  {task}"));
+            }
+            Event::RunResumed { generation, rerun } => {
+                self.permanent(format!(
+                    "resuming at generation {generation}; running again: {}",
+                    if rerun.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        rerun.join(", ")
+                    }
+                ));
+            }
+            Event::LockWaiting { task, holders, .. } => {
+                if let Some(last) = self.running.get_mut(task) {
+                    *last = format!("waiting for locks held by {}", holders.join(", "));
+                    self.dirty = true;
+                }
+                if self.mode == Mode::Plain {
+                    self.permanent(format!(
+                        "wait    {task}: locks held by {}",
+                        holders.join(", ")
+                    ));
+                }
+            }
+            Event::Deadlock { victim, cycle } => {
+                self.permanent(format!("deadlock: {victim} gives way ({cycle})"));
+            }
+            Event::MergeConflict { task, paths } => {
+                self.permanent(format!("CONFLICT {task}: {}", paths.join(", ")));
+            }
+            Event::GenerationCommitted {
+                task,
+                generation,
+                paths,
+            } => {
+                self.permanent(format!(
+                    "merge   {task}: {paths} path{} -> generation {generation}",
+                    if *paths == 1 { "" } else { "s" }
+                ));
+            }
+            Event::ScopeViolation { task, paths } => {
+                self.permanent(format!(
+                    "scope   {task} wrote outside its declared writes: {}",
+                    paths.join(", ")
+                ));
+            }
+            Event::StaleReads { task, paths, rerun } => {
+                self.permanent(format!(
+                    "stale   {task} read files that changed meanwhile ({}){}",
+                    paths.join(", "),
+                    if *rerun { "; running it again" } else { "" }
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// Prints a line above the status block.
+    fn permanent(&mut self, line: String) {
+        let mut out = std::io::stdout().lock();
+        self.erase(&mut out);
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        self.dirty = true;
+    }
+
+    fn erase(&mut self, out: &mut impl Write) {
+        if self.drawn > 0 {
+            let _ = write!(out, "\x1b[{}F\x1b[J", self.drawn);
+            self.drawn = 0;
+        }
+    }
+
+    fn redraw(&mut self) {
+        if self.mode != Mode::Terminal || !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let mut out = std::io::stdout().lock();
+        self.erase(&mut out);
+        let done = self.succeeded + self.failed + self.skipped + self.cancelled;
+        let _ = writeln!(
+            out,
+            "[{done}/{}] running {} | ok {} | failed {} | skipped {} | cancelled {}",
+            self.total,
+            self.running.len(),
+            self.succeeded,
+            self.failed,
+            self.skipped,
+            self.cancelled
+        );
+        self.drawn = 1;
+        let id_width = self
+            .running
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .min(30);
+        for (task, last) in &self.running {
+            let line = format!("  {task:id_width$}  {last}");
+            let line: String = line.chars().take(self.width - 1).collect();
+            let _ = writeln!(out, "{line}");
+            self.drawn += 1;
+        }
+        let _ = out.flush();
+    }
+
+    fn clear(&mut self) {
+        let mut out = std::io::stdout().lock();
+        self.erase(&mut out);
+        let _ = out.flush();
+    }
+}
+
+/// Prints the summary of an engine run: counts, what did not succeed (with the last output
+/// lines), conflicts with what each side did, and where the run directory is.
+pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode: Mode) {
+    let run = &outcome.run;
+    let counts = run.counts();
+    let mut text = format!(
+        "{} tasks in {:.1}s: {} succeeded, {} failed, {} skipped, {} cancelled\n",
+        run.outcomes().len(),
+        run.duration().as_secs_f64(),
+        counts.succeeded,
+        counts.failed,
+        counts.skipped,
+        counts.cancelled
+    );
+    if !outcome.kept.is_empty() {
+        text.push_str(&format!(
+            "kept from before the interruption: {}\n",
+            outcome.kept.join(", ")
+        ));
+    }
+    for (task, task_outcome) in run.iter() {
+        if task_outcome.is_success() {
+            continue;
+        }
+        text.push_str(&format!("  {}: {task_outcome}\n", task.id));
+        if let TaskOutcome::Failed { error, .. } = task_outcome {
+            let tail: Vec<&str> = error.output_tail().lines().rev().take(5).collect();
+            for line in tail.into_iter().rev() {
+                text.push_str(&format!("      | {line}\n"));
+            }
+        }
+    }
+    for (task, report) in &outcome.conflicts {
+        text.push_str(&format!(
+            "conflict: {task} (started from generation {}, head was {}):\n",
+            report.base_generation, report.head_generation
+        ));
+        for path in &report.paths {
+            text.push_str(&format!("  {}: {}\n", path.path, path.what));
+        }
+    }
+    let (backend, why) = &outcome.backend;
+    text.push_str(&format!(
+        "generation {}{}; staging: {backend} ({why})\nrun directory: {} (`forge status` reads it)\n",
+        outcome.generation,
+        if outcome.published { ", written to the repository" } else { ", not published" },
+        run_dir.display()
+    ));
+    let _ = if mode == Mode::Json {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())
+    };
+}
