@@ -139,22 +139,17 @@ fn split(
 
         let mut d = fmax;
         while d >= fmin {
-            let mut i1 = if kv.f(d - 1) >= kv.f(d + 1) {
-                kv.f(d - 1) + 1
-            } else {
-                kv.f(d + 1)
-            };
-            let prev1 = i1;
-            let mut i2 = i1 - d;
-            while i1 < lim1 && i2 < lim2 && h1(i1) == h2(i2) {
-                i1 += 1;
-                i2 += 1;
-            }
-            if i1 - prev1 > SNAKE_CNT {
+            let k = (d + kv.offset) as usize;
+            let (lo, hi) = (kv.fwd[k - 1], kv.fwd[k + 1]);
+            let prev1 = if lo >= hi { lo + 1 } else { hi };
+            let run = snake_forward(ha1, ha2, prev1, prev1 - d, lim1, lim2);
+            let i1 = prev1 + run;
+            let i2 = i1 - d;
+            if run > SNAKE_CNT {
                 got_snake = true;
             }
-            kv.set_f(d, i1);
-            if odd && bmin <= d && d <= bmax && kv.b(d) <= i1 {
+            kv.fwd[k] = i1;
+            if odd && bmin <= d && d <= bmax && kv.bwd[k] <= i1 {
                 return Split {
                     i1,
                     i2,
@@ -180,22 +175,17 @@ fn split(
 
         let mut d = bmax;
         while d >= bmin {
-            let mut i1 = if kv.b(d - 1) < kv.b(d + 1) {
-                kv.b(d - 1)
-            } else {
-                kv.b(d + 1) - 1
-            };
-            let prev1 = i1;
-            let mut i2 = i1 - d;
-            while i1 > off1 && i2 > off2 && h1(i1 - 1) == h2(i2 - 1) {
-                i1 -= 1;
-                i2 -= 1;
-            }
-            if prev1 - i1 > SNAKE_CNT {
+            let k = (d + kv.offset) as usize;
+            let (lo, hi) = (kv.bwd[k - 1], kv.bwd[k + 1]);
+            let prev1 = if lo < hi { lo } else { hi - 1 };
+            let run = snake_backward(ha1, ha2, prev1, prev1 - d, off1, off2);
+            let i1 = prev1 - run;
+            let i2 = i1 - d;
+            if run > SNAKE_CNT {
                 got_snake = true;
             }
-            kv.set_b(d, i1);
-            if !odd && fmin <= d && d <= fmax && i1 <= kv.f(d) {
+            kv.bwd[k] = i1;
+            if !odd && fmin <= d && d <= fmax && i1 <= kv.fwd[k] {
                 return Split {
                     i1,
                     i2,
@@ -225,6 +215,46 @@ fn split(
         }
         ec += 1;
     }
+}
+
+/// Length of the run of equal lines from `(i1, i2)` forward, within the box.
+#[inline]
+fn snake_forward(
+    ha1: &[u32],
+    ha2: &[u32],
+    i1: isize,
+    i2: isize,
+    lim1: isize,
+    lim2: isize,
+) -> isize {
+    if i1 >= lim1 || i2 >= lim2 || ha1[i1 as usize] != ha2[i2 as usize] {
+        return 0;
+    }
+    let a = &ha1[i1 as usize..lim1 as usize];
+    let b = &ha2[i2 as usize..lim2 as usize];
+    a.iter().zip(b).take_while(|(x, y)| x == y).count() as isize
+}
+
+/// Length of the run of equal lines ending just before `(i1, i2)`, within the box.
+#[inline]
+fn snake_backward(
+    ha1: &[u32],
+    ha2: &[u32],
+    i1: isize,
+    i2: isize,
+    off1: isize,
+    off2: isize,
+) -> isize {
+    if i1 <= off1 || i2 <= off2 || ha1[i1 as usize - 1] != ha2[i2 as usize - 1] {
+        return 0;
+    }
+    let a = &ha1[off1 as usize..i1 as usize];
+    let b = &ha2[off2 as usize..i2 as usize];
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count() as isize
 }
 
 /// A forward diagonal that went far and ends in a long snake is taken as the split point.
