@@ -266,3 +266,89 @@ fn tree_merge_lists_every_path() {
     assert_eq!(m.conflict_count(), 1);
     assert!(!m.is_clean());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry() -> impl Strategy<Value = Option<Entry>> {
+        let text = prop::sample::select(vec!["", "a\n", "b\n", "a\nb\n", "a\nc\n", "x\0"]);
+        prop_oneof![
+            Just(None),
+            (text, any::<bool>()).prop_map(|(t, executable)| Some(Entry::File {
+                data: t.into(),
+                executable
+            })),
+            prop::sample::select(vec!["t1", "t2"]).prop_map(|t| Some(link(t))),
+            Just(Some(Entry::Dir)),
+        ]
+    }
+
+    fn run(b: &Option<Entry>, o: &Option<Entry>, t: &Option<Entry>) -> PathMerge {
+        merge_entry(
+            "p",
+            b.as_ref(),
+            o.as_ref(),
+            t.as_ref(),
+            &MergeOptions::default(),
+        )
+    }
+
+    /// The same resolution seen from the other side.
+    fn mirrored(m: PathMerge) -> PathMerge {
+        match m {
+            PathMerge::TakeOurs => PathMerge::TakeTheirs,
+            PathMerge::TakeTheirs => PathMerge::TakeOurs,
+            PathMerge::Conflict(TreeConflict::ModifyDelete {
+                deleted_by,
+                modified,
+            }) => PathMerge::Conflict(TreeConflict::ModifyDelete {
+                deleted_by: match deleted_by {
+                    Side::Ours => Side::Theirs,
+                    Side::Theirs => Side::Ours,
+                },
+                modified,
+            }),
+            other => other,
+        }
+    }
+
+    proptest! {
+        /// When two of the three versions agree, the result is the odd one out (or the shared
+        /// change), and never a conflict.
+        #[test]
+        fn two_agreeing_versions_never_conflict(b in entry(), o in entry(), t in entry()) {
+            let m = run(&b, &o, &t);
+            let result = m.result(o.as_ref(), t.as_ref());
+            if o == t {
+                prop_assert!(!m.is_conflict());
+                prop_assert_eq!(result, o);
+            } else if o == b {
+                prop_assert!(!m.is_conflict());
+                prop_assert_eq!(result, t);
+            } else if t == b {
+                prop_assert!(!m.is_conflict());
+                prop_assert_eq!(result, o);
+            } else if o.is_none() || t.is_none() {
+                let is_modify_delete = matches!(m, PathMerge::Conflict(TreeConflict::ModifyDelete { .. }));
+                prop_assert!(is_modify_delete, "{:?}", m);
+                prop_assert_eq!(result, o.or(t));
+            }
+        }
+
+        /// Swapping the sides swaps the resolution (conflict texts aside, whose markers
+        /// depend on which side is ours).
+        #[test]
+        fn swapping_sides_mirrors_the_resolution(b in entry(), o in entry(), t in entry()) {
+            let m = run(&b, &o, &t);
+            let swapped = run(&b, &t, &o);
+            prop_assert_eq!(m.is_conflict(), swapped.is_conflict());
+            match (&m, &swapped) {
+                (PathMerge::Conflict(TreeConflict::Content { .. } | TreeConflict::AddAdd { .. } | TreeConflict::Mode { .. } | TreeConflict::TypeChange { .. } | TreeConflict::SymlinkTarget { .. } | TreeConflict::Binary { .. }), _) => {}
+                (PathMerge::TakeOurs, PathMerge::TakeOurs) if o == t => {}
+                _ => prop_assert_eq!(mirrored(m), swapped),
+            }
+        }
+    }
+}
