@@ -5,7 +5,6 @@
 //! behind loses the oldest ones and is told so with [`Delivery::Lagged`].
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,6 +12,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use futures::stream::FusedStream;
 use tokio::sync::broadcast;
+use tokio_util::sync::ReusableBoxFuture;
 
 /// How many events a [`Bus`] made with [`Default`] keeps for a subscriber that falls behind.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -138,7 +138,6 @@ pub enum TryRecvError {
 
 type Filter<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 type RecvResult<E> = Result<E, broadcast::error::RecvError>;
-type PendingRecv<E> = Pin<Box<dyn Future<Output = (RecvResult<E>, broadcast::Receiver<E>)> + Send>>;
 
 /// One subscriber's view of a [`Bus`]: a [`Stream`] of [`Delivery`] items.
 ///
@@ -147,20 +146,14 @@ type PendingRecv<E> = Pin<Box<dyn Future<Output = (RecvResult<E>, broadcast::Rec
 /// and the remaining events are delivered.
 #[must_use = "a subscription does nothing unless polled"]
 pub struct Subscription<E> {
-    state: State<E>,
+    /// The next receive, owning the receiver so that a wait survives between polls; `None`
+    /// once the bus is closed and drained. The box is allocated once and reused for every
+    /// receive, and a receive that finds its event in the ring takes no lock but the slot's.
+    next: Option<ReusableBoxFuture<'static, (RecvResult<E>, broadcast::Receiver<E>)>>,
     filter: Option<Filter<E>>,
 }
 
-enum State<E> {
-    /// Nothing in flight: the receiver is here.
-    Idle(broadcast::Receiver<E>),
-    /// A poll found the ring empty; the receiver waits inside this future.
-    Waiting(PendingRecv<E>),
-    /// The bus closed and was drained.
-    Done,
-}
-
-/// Owns the receiver while it waits, so that the wait survives between polls.
+/// Receives one event with a receiver it owns, and hands the receiver back.
 async fn recv_owned<E: Clone>(
     mut receiver: broadcast::Receiver<E>,
 ) -> (RecvResult<E>, broadcast::Receiver<E>) {
@@ -171,7 +164,7 @@ async fn recv_owned<E: Clone>(
 impl<E: Clone + Send + 'static> Subscription<E> {
     fn new(receiver: broadcast::Receiver<E>, filter: Option<Filter<E>>) -> Self {
         Subscription {
-            state: State::Idle(receiver),
+            next: Some(ReusableBoxFuture::new(recv_owned(receiver))),
             filter,
         }
     }
@@ -197,61 +190,29 @@ impl<E: Clone + Send + 'static> Subscription<E> {
         }
     }
 
-    fn accepts(&self, event: &E) -> bool {
-        self.filter.as_ref().is_none_or(|filter| filter(event))
-    }
-
-    /// Turns one raw receive into a delivery, or `None` to skip a filtered-out event.
-    fn deliver(&mut self, result: RecvResult<E>) -> Option<Option<Delivery<E>>> {
-        match result {
-            Ok(event) if self.accepts(&event) => Some(Some(Delivery::Event(event))),
-            Ok(_) => None,
-            Err(broadcast::error::RecvError::Lagged(n)) => Some(Some(Delivery::Lagged(n))),
-            Err(broadcast::error::RecvError::Closed) => {
-                self.state = State::Done;
-                Some(None)
-            }
-        }
-    }
-
     fn poll_delivery(&mut self, cx: &mut Context<'_>, budget: usize) -> Poll<Option<Delivery<E>>> {
         for _ in 0..budget {
-            let result = match std::mem::replace(&mut self.state, State::Done) {
-                State::Done => return Poll::Ready(None),
-                State::Idle(mut receiver) => {
-                    // The fast path: take what is in the ring without allocating a future.
-                    match receiver.try_recv() {
-                        Ok(event) => {
-                            self.state = State::Idle(receiver);
-                            Ok(event)
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                            self.state = State::Idle(receiver);
-                            Err(broadcast::error::RecvError::Lagged(n))
-                        }
-                        Err(broadcast::error::TryRecvError::Closed) => {
-                            Err(broadcast::error::RecvError::Closed)
-                        }
-                        Err(broadcast::error::TryRecvError::Empty) => {
-                            self.state = State::Waiting(Box::pin(recv_owned(receiver)));
-                            continue;
-                        }
-                    }
-                }
-                State::Waiting(mut pending) => match pending.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        self.state = State::Waiting(pending);
-                        return Poll::Pending;
-                    }
-                    Poll::Ready((result, receiver)) => {
-                        self.state = State::Idle(receiver);
-                        result
-                    }
-                },
+            let Some(next) = &mut self.next else {
+                return Poll::Ready(None);
             };
-            if let Some(delivery) = self.deliver(result) {
-                return Poll::Ready(delivery);
-            }
+            let (result, receiver) = std::task::ready!(next.poll(cx));
+            let delivery = match result {
+                Ok(event) if self.filter.as_ref().is_none_or(|filter| filter(&event)) => {
+                    Delivery::Event(event)
+                }
+                Ok(_) => {
+                    next.set(recv_owned(receiver));
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => Delivery::Lagged(n),
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.next = None;
+                    return Poll::Ready(None);
+                }
+            };
+            // Arm the next receive now; it runs at the next poll.
+            next.set(recv_owned(receiver));
+            return Poll::Ready(Some(delivery));
         }
         // The filter rejected a long run of events: let other tasks run, then continue.
         cx.waker().wake_by_ref();
@@ -269,19 +230,14 @@ impl<E: Clone + Send + 'static> Stream for Subscription<E> {
 
 impl<E: Clone + Send + 'static> FusedStream for Subscription<E> {
     fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Done)
+        self.next.is_none()
     }
 }
 
 impl<E> fmt::Debug for Subscription<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            State::Idle(_) => "idle",
-            State::Waiting(_) => "waiting",
-            State::Done => "done",
-        };
         f.debug_struct("Subscription")
-            .field("state", &state)
+            .field("closed", &self.next.is_none())
             .field("filtered", &self.filter.is_some())
             .finish()
     }

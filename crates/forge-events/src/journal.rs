@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,7 +34,9 @@ pub enum FsyncPolicy {
 /// An append-only JSONL journal of events of type `E`.
 ///
 /// Each [`append`](Journal::append) writes one [`Record`](crate::Record) line and returns its
-/// sequence number. `E` may be unsized, as in `Journal<str>` or `Journal<[u8]>`. The journal is `Sync`: share it between threads (for instance in an `Arc`);
+/// sequence number. `E` may be unsized, as in `Journal<str>` or `Journal<[u8]>`.
+///
+/// The journal is `Sync`: share it between threads (for instance in an `Arc`);
 /// appends are serialized by an internal lock that is never held across an `.await` (every
 /// method is synchronous).
 pub struct Journal<E: ?Sized> {
@@ -88,12 +90,19 @@ impl<E: Serialize + ?Sized> Journal<E> {
     ///
     /// [`JournalError::Io`] when the file cannot be opened, read, truncated or synced.
     pub fn open_append(path: &Path, policy: FsyncPolicy) -> Result<Self, JournalError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|err| JournalError::io("open", path, err))?;
+        let mut options = OpenOptions::new();
+        options.read(true).append(true);
+        let (file, created) = match options.open(path) {
+            Ok(file) => (file, false),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let file = options
+                    .create(true)
+                    .open(path)
+                    .map_err(|err| JournalError::io("create", path, err))?;
+                (file, true)
+            }
+            Err(err) => return Err(JournalError::io("open", path, err)),
+        };
         // Events are not needed to continue the numbering, only the envelopes.
         let recovered = scan(BufReader::new(&file), path, parse_record::<IgnoredAny>)?;
         let mut len = file
@@ -107,7 +116,9 @@ impl<E: Serialize + ?Sized> Journal<E> {
                 .map_err(|err| JournalError::io("sync", path, err))?;
             len = torn.offset;
         }
-        sync_parent_dir(path)?;
+        if created {
+            sync_parent_dir(path)?;
+        }
         let next_seq = recovered
             .records
             .iter()

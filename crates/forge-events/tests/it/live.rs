@@ -81,7 +81,9 @@ proptest! {
     /// Any interleaving of publishes and subscribes: each subscriber's snapshot plus what it
     /// receives is the whole stream.
     #[test]
-    fn snapshot_then_stream_is_the_full_stream(ops in proptest::collection::vec(any::<bool>(), 0..60)) {
+    fn snapshot_then_stream_is_the_full_stream(
+        ops in proptest::collection::vec(any::<bool>(), 0..60),
+    ) {
         let live = Live::new(Seen::default(), 64);
         let mut subscribers = Vec::new();
         let mut n_published = 0;
