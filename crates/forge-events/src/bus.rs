@@ -170,6 +170,9 @@ impl<E: Clone + Send + 'static> Subscription<E> {
     }
 
     /// Waits for the next delivery; `None` once the bus is closed and drained.
+    ///
+    /// Cancel-safe: the pending receive lives in the subscription, not in the returned future,
+    /// so dropping that future (a lost `tokio::select!` branch) loses no event.
     pub async fn recv(&mut self) -> Option<Delivery<E>> {
         futures::future::poll_fn(|cx| self.poll_delivery(cx, FILTER_BUDGET)).await
     }

@@ -71,6 +71,14 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// The path of the journal the error is about.
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            JournalError::Io { path, .. } | JournalError::Serialize { path, .. } => path,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: io::Error) -> Self {
         JournalError::Io {
             op,

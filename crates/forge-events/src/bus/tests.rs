@@ -158,3 +158,22 @@ fn a_finished_subscription_is_terminated() {
     assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
     assert!(sub.is_terminated());
 }
+
+#[tokio::test]
+async fn a_dropped_recv_future_loses_no_event() {
+    let bus = Bus::new(8);
+    let mut sub = bus.subscribe();
+    // Lose a select! race while the receive is parked, then publish.
+    tokio::select! {
+        biased;
+        () = std::future::ready(()) => {}
+        _ = sub.recv() => panic!("nothing was published"),
+    }
+    {
+        let recv = sub.recv();
+        futures::pin_mut!(recv);
+        assert!(futures::poll!(recv.as_mut()).is_pending());
+    }
+    bus.publish(3u32);
+    assert_eq!(sub.recv().await, Some(Delivery::Event(3)));
+}

@@ -72,6 +72,7 @@ fn create_refuses_an_existing_journal_and_names_it() {
     let message = err.to_string();
     assert!(message.starts_with("cannot create journal "), "{message}");
     assert!(message.contains("j.jsonl"), "{message}");
+    assert_eq!(err.path(), path);
 }
 
 #[test]
