@@ -1,3 +1,318 @@
-//! Criterion bench for staging (being built by its issue).
+//! Staging views against their peers, in one run on one generated tree shaped like a large
+//! repository (about 50,000 files, deterministic seed; `FORGE_BENCH_FILES` overrides the
+//! count):
+//!
+//! - overlay view create + drop vs `git worktree add` (target: <= 15 ms, >= 100x faster);
+//! - overlay change collection after 10 edits (target: <= 5 ms);
+//! - copy-backend collection (stat walk) vs `git status --porcelain` in the same copy;
+//! - copy-backend view creation vs `cp -a`.
+//!
+//! The slow peers run ten samples of one iteration each; expect a few minutes in all.
 
-fn main() {}
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode};
+use forge_core::staging::{Backend, Staging, StagingOptions, View};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Words the generated files are made of, so that they compress like source text.
+const WORDS: &[&str] = &[
+    "fn", "let", "mut", "struct", "impl", "pub", "use", "self", "match", "return", "if", "else",
+    "for", "in", "while", "loop", "const", "static", "enum", "trait", "where", "async", "await",
+    "Some", "None", "Ok", "Err", "String", "Vec", "Option", "Result", "value", "index", "buffer",
+    "config", "request", "response", "handler",
+];
+
+fn n_files() -> usize {
+    std::env::var("FORGE_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+}
+
+/// A file size drawn from a log-normal spread (median about 1.5 KB, a long tail to
+/// 1 MB), like the files of a real repository.
+fn file_size(rng: &mut StdRng) -> usize {
+    // Box-Muller for a standard normal sample.
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    ((1500.0 * (1.4 * z).exp()) as usize).clamp(0, 1 << 20)
+}
+
+fn text(rng: &mut StdRng, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        out.extend_from_slice(WORDS[rng.random_range(0..WORDS.len())].as_bytes());
+        out.push(if rng.random_range(0..10) == 0 {
+            b'\n'
+        } else {
+            b' '
+        });
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes the tree into `repo` and commits it; returns its total size in bytes.
+fn generate(repo: &Path, n: usize) -> u64 {
+    let mut rng = StdRng::seed_from_u64(0x5eed_f0a6e);
+    let mut dirs = vec![PathBuf::new()];
+    let mut total = 0u64;
+    for i in 0..n {
+        // About 20 files per directory, nested up to six deep.
+        if i % 20 == 0 {
+            let parent = dirs[rng.random_range(0..dirs.len())].clone();
+            let dir = if parent.components().count() >= 6 {
+                PathBuf::from(format!("d{i}"))
+            } else {
+                parent.join(format!("d{i}"))
+            };
+            fs::create_dir_all(repo.join(&dir)).expect("mkdir");
+            dirs.push(dir);
+        }
+        let dir = &dirs[dirs.len() - 1 - rng.random_range(0..dirs.len().min(4))];
+        let size = file_size(&mut rng);
+        total += size as u64;
+        fs::write(
+            repo.join(dir).join(format!("f{i}.rs")),
+            text(&mut rng, size),
+        )
+        .expect("write");
+    }
+    git(repo, &["init", "-q"]);
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "generated"]);
+    git(repo, &["repack", "-a", "-d", "-q", "--window=0"]);
+    git(repo, &["prune"]);
+    total
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.invalid",
+            "-c",
+            "gc.auto=0",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+/// Ten edits an agent might make: modify, add, delete.
+fn edit(root: &Path, files: &[PathBuf]) {
+    for (i, f) in files.iter().take(6).enumerate() {
+        fs::write(root.join(f), format!("edited {i}\n")).expect("edit");
+    }
+    fs::write(root.join("new-a.rs"), "a").expect("add");
+    fs::write(
+        root.join(files[0].parent().expect("in a dir"))
+            .join("new-b.rs"),
+        "b",
+    )
+    .expect("add");
+    fs::remove_file(root.join(&files[10])).expect("delete");
+    fs::remove_file(root.join(&files[11])).expect("delete");
+}
+
+fn some_files(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(repo.join("d0")).expect("read dir") {
+        let p = entry.expect("entry").path();
+        if p.is_file() {
+            out.push(p.strip_prefix(repo).expect("below repo").to_owned());
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 12, "d0 should hold at least 12 files");
+    out
+}
+
+fn staging_benches(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    fs::create_dir(&repo).expect("mkdir");
+    let t = Instant::now();
+    let bytes = generate(&repo, n_files());
+    eprintln!(
+        "generated {} files, {} MB, in {:.1?}",
+        n_files(),
+        bytes >> 20,
+        t.elapsed()
+    );
+    let files = some_files(&repo);
+
+    let mut group = c.benchmark_group("staging");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    match Staging::open(
+        &repo,
+        &tmp.path().join("run-overlay"),
+        StagingOptions::with_backend(Some(Backend::Overlay)),
+    ) {
+        Ok(overlay) => {
+            let mut n = 0u64;
+            group.bench_function("overlay view create+drop", |b| {
+                b.iter(|| {
+                    n += 1;
+                    let view = overlay
+                        .create_view(0, &format!("v{n}"))
+                        .expect("overlay view");
+                    drop(view);
+                });
+            });
+            overlay.wait_for_teardown();
+            let view = overlay.create_view(0, "edited").expect("overlay view");
+            edit(view.path(), &files);
+            group.bench_function("overlay collect after 10 edits", |b| {
+                b.iter(|| {
+                    let changes = view.collect().expect("collect");
+                    assert_eq!(changes.changes.len(), 10);
+                });
+            });
+        }
+        Err(e) => eprintln!("overlay unavailable, its benches skipped: {e}"),
+    }
+
+    let slow = |group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
+        // One iteration per sample, ten samples: each iteration takes seconds.
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(5))
+            .warm_up_time(Duration::from_millis(1));
+    };
+    slow(&mut group);
+
+    // Copies are kept until the end: ext4 creates run much slower right after a large
+    // delete (it rescans freed inodes), which would measure the deletes, not the creates.
+    let wt_dir = tmp.path().join("worktrees");
+    fs::create_dir(&wt_dir).expect("mkdir");
+    let mut n = 0u64;
+    group.bench_function("git worktree add", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let path = wt_dir.join(format!("w{n}"));
+                let t = Instant::now();
+                git(
+                    &repo,
+                    &[
+                        "worktree",
+                        "add",
+                        "-q",
+                        "--detach",
+                        &path.to_string_lossy(),
+                        "HEAD",
+                    ],
+                );
+                total += t.elapsed();
+            }
+            total
+        });
+    });
+    git(&repo, &["worktree", "prune"]);
+
+    let cp_dir = tmp.path().join("cp");
+    fs::create_dir(&cp_dir).expect("mkdir");
+    group.bench_function("cp -a", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let dst = cp_dir.join(format!("copy{n}"));
+                let t = Instant::now();
+                let status = Command::new("cp")
+                    .arg("-a")
+                    .arg(&repo)
+                    .arg(&dst)
+                    .status()
+                    .expect("cp runs");
+                total += t.elapsed();
+                assert!(status.success());
+            }
+            total
+        });
+    });
+
+    let copy = Staging::open(
+        &repo,
+        &tmp.path().join("run-copy"),
+        StagingOptions::with_backend(Some(Backend::Copy)),
+    )
+    .expect("copy staging");
+    let mut kept = Vec::new();
+    group.bench_function("copy view create", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let t = Instant::now();
+                let view = copy.create_view(0, &format!("c{n}")).expect("copy view");
+                total += t.elapsed();
+                kept.push(view);
+            }
+            total
+        });
+    });
+
+    let view: View = copy.create_view(0, "walk").expect("copy view");
+    edit(view.path(), &files);
+    // Let git refresh its index for the copy once, as it would after the first status.
+    let _ = Command::new("git")
+        .arg("-C")
+        .arg(view.path())
+        .args(["status", "--porcelain"])
+        .output();
+    group
+        .sampling_mode(SamplingMode::Auto)
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("copy collect (stat walk) after 10 edits", |b| {
+        b.iter(|| {
+            let changes = view.collect().expect("collect");
+            assert_eq!(changes.changes.len(), 10);
+        });
+    });
+    group.bench_function("git status --porcelain after 10 edits", |b| {
+        b.iter(|| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(view.path())
+                .args(["status", "--porcelain"])
+                .output()
+                .expect("git");
+            assert!(out.status.success());
+        });
+    });
+    group.finish();
+    let t = Instant::now();
+    drop(kept);
+    eprintln!(
+        "dropping the copy views took {:.1?} on the caller's thread",
+        t.elapsed()
+    );
+    copy.wait_for_teardown();
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    staging_benches(&mut criterion);
+    criterion.final_summary();
+}

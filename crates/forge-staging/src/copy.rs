@@ -1,8 +1,8 @@
 //! The copy and reflink backends: a parallel copy (or clone) of the generation that
-//! preserves modes, times and symlinks, a stat snapshot taken while copying, and change
-//! collection by a stat walk against that snapshot.
+//! preserves modes, times and symlinks, taking the stat snapshot that change collection
+//! ([`crate::snapshot`]) compares against.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -12,78 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::collect::{Collector, lossy};
 use crate::error::{Result, StagingError};
 use crate::layers::{self, Layer, Op};
 use crate::paths::{self, Ignores};
+use crate::snapshot::{Snapshot, Stat};
 use crate::staging::Inner;
 use crate::sys;
-use crate::types::{Backend, ChangeSet, Entry, EntryKind, RejectReason};
+use crate::types::Backend;
 use crate::view::ViewState;
-
-/// What a view's entry looked like right after it was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stat {
-    kind: EntryKind,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    mode: u32,
-}
-
-impl Stat {
-    pub(crate) fn of(meta: &fs::Metadata) -> Option<Stat> {
-        Some(Stat {
-            kind: sys::kind_of(meta)?,
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-            mode: meta.mode(),
-        })
-    }
-
-    /// Whether `meta` shows the entry untouched. The ctime cannot be set by a process, so
-    /// a write that restores size and mtime is still caught.
-    fn unchanged(&self, meta: &fs::Metadata) -> bool {
-        Stat::of(meta).is_some_and(|now| {
-            now.kind == self.kind
-                && (self.kind == EntryKind::Dir
-                    || (now.ino == self.ino
-                        && now.size == self.size
-                        && now.mtime == self.mtime
-                        && now.ctime == self.ctime
-                        && now.mode == self.mode))
-        })
-    }
-}
-
-/// Stats of every non-ignored path of a view when it was made.
-#[derive(Debug, Default)]
-pub(crate) struct Snapshot {
-    entries: HashMap<String, Stat>,
-}
-
-impl Snapshot {
-    pub(crate) fn insert(&mut self, path: String, stat: Stat) {
-        self.entries.insert(path, stat);
-    }
-
-    fn extend(&mut self, items: Vec<(String, Stat)>) {
-        self.entries.extend(items);
-    }
-
-    /// Drops `paths` and everything below them.
-    fn remove_subtrees(&mut self, roots: &HashSet<&str>) {
-        if roots.is_empty() {
-            return;
-        }
-        self.entries.retain(|p, _| {
-            !roots.contains(p.as_str()) && !paths::ancestors(p).any(|a| roots.contains(a))
-        });
-    }
-}
 
 /// Checks that `FICLONE` works between the repository and the run directory.
 pub(crate) fn probe_reflink(repo: &Path, run_dir: &Path) -> Result<(), String> {
@@ -333,89 +269,4 @@ pub(crate) fn apply_layers(
         }
     }
     Ok(())
-}
-
-/// Records the stat of every non-ignored path below `root` (for views not made by
-/// [`copy_tree`]).
-pub(crate) fn stat_walk(root: &Path, ignores: &Ignores) -> Result<Snapshot> {
-    let mut snapshot = Snapshot::default();
-    let mut pending = vec![String::new()];
-    while let Some(dir) = pending.pop() {
-        let disk_dir = root.join(&dir);
-        for item in fs::read_dir(&disk_dir).map_err(StagingError::io("read dir", &disk_dir))? {
-            let item = item.map_err(StagingError::io("read dir", &disk_dir))?;
-            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if ignores.is_ignored_child(&dir, &name) {
-                continue;
-            }
-            let path = paths::join(&dir, &name);
-            let meta =
-                fs::symlink_metadata(item.path()).map_err(StagingError::io("stat", item.path()))?;
-            if let Some(st) = Stat::of(&meta) {
-                if st.kind == EntryKind::Dir {
-                    pending.push(path.clone());
-                }
-                snapshot.insert(path, st);
-            }
-        }
-    }
-    Ok(snapshot)
-}
-
-/// The changes of a copy or worktree view: a stat walk against the snapshot, reading only
-/// entries whose stat changed.
-pub(crate) fn collect(
-    inner: &Inner,
-    generation: u64,
-    tree: &Path,
-    snapshot: &Snapshot,
-) -> Result<ChangeSet> {
-    let mut c = Collector::new(inner, generation);
-    let mut seen: HashSet<&str> = HashSet::with_capacity(snapshot.entries.len());
-    let mut pending = vec![String::new()];
-    while let Some(dir) = pending.pop() {
-        let disk_dir = tree.join(&dir);
-        for item in fs::read_dir(&disk_dir).map_err(StagingError::io("read dir", &disk_dir))? {
-            let item = item.map_err(StagingError::io("read dir", &disk_dir))?;
-            let name = item.file_name();
-            let Some(name_str) = name.to_str() else {
-                c.reject(lossy(&dir, &name), RejectReason::NonUtf8Name);
-                continue;
-            };
-            if inner.ignores.is_ignored_child(&dir, name_str) {
-                continue;
-            }
-            let path = paths::join(&dir, name_str);
-            let disk = item.path();
-            let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
-            let before = snapshot.entries.get_key_value(path.as_str());
-            if let Some((key, _)) = before {
-                seen.insert(key.as_str());
-            }
-            let unchanged = before.is_some_and(|(_, st)| st.unchanged(&meta));
-            if meta.is_dir() {
-                if !unchanged {
-                    let old = c.old(&path)?;
-                    if old.as_ref().is_none_or(|l| l.kind != EntryKind::Dir) {
-                        c.emit(&path, old, Some(Entry::Dir))?;
-                    }
-                }
-                pending.push(path);
-            } else if !unchanged {
-                let old = c.old(&path)?;
-                // A rejected entry leaves the generation's entry alone.
-                if let Some(new) = c.read_new(&path, &disk, &meta)? {
-                    c.emit(&path, old, Some(new))?;
-                }
-            }
-        }
-    }
-    for path in snapshot.entries.keys() {
-        if !seen.contains(path.as_str()) && c.old(path)?.is_some() {
-            c.emit_deleted_path(path);
-        }
-    }
-    Ok(c.finish())
 }

@@ -68,6 +68,7 @@ mod layers;
 mod overlay;
 mod paths;
 mod publish;
+mod snapshot;
 mod staging;
 mod sys;
 mod types;

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::copy::Snapshot;
 use crate::error::{Result, StagingError};
+use crate::snapshot::{self, Snapshot};
 use crate::staging::Inner;
 use crate::types::ChangeSet;
-use crate::{copy, overlay, sys, worktree};
+use crate::{overlay, sys, worktree};
 
 /// How a view was made, and what its collection needs.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl View {
             }
             Some(ViewState::Copy { tree, snapshot })
             | Some(ViewState::Worktree { tree, snapshot }) => {
-                copy::collect(&self.inner, self.generation, tree, snapshot)
+                snapshot::collect(&self.inner, self.generation, tree, snapshot)
             }
             None => Ok(ChangeSet::default()),
         }

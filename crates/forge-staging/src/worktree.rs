@@ -7,9 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::copy::{self, Snapshot};
+use crate::copy;
 use crate::error::{Result, StagingError};
 use crate::layers::Layer;
+use crate::snapshot::{self, Snapshot};
 use crate::staging::Inner;
 use crate::sys;
 use crate::types::Entry;
@@ -67,7 +68,7 @@ pub(crate) fn create(inner: &Inner, stack: &[Arc<Layer>], dir: &Path) -> Result<
     sync_working_changes(inner, &tree)?;
     let mut scratch = Snapshot::default();
     copy::apply_layers(stack, &tree, &mut scratch, &inner.ignores, false)?;
-    let snapshot = copy::stat_walk(&tree, &inner.ignores)?;
+    let snapshot = snapshot::stat_walk(&tree, &inner.ignores)?;
     Ok(ViewState::Worktree { tree, snapshot })
 }
 
