@@ -158,11 +158,7 @@ fn classify(old: &Located, new: &Entry) -> Result<Option<ChangeKind>> {
                 .map_err(crate::StagingError::io("stat", &old.disk))?;
             use std::os::unix::fs::MetadataExt;
             let old_exec = sys::is_executable(meta.mode());
-            let same_data = meta.len() == data.len() as u64
-                && match sys::read_entry_with(&old.disk, &meta)? {
-                    Some(Entry::File { data: old_data, .. }) => &old_data == data,
-                    _ => false,
-                };
+            let same_data = meta.len() == data.len() as u64 && sys::file_equals(&old.disk, data)?;
             if !same_data {
                 Some(ChangeKind::Modified)
             } else if old_exec != *executable {

@@ -452,6 +452,7 @@ fn plan_ops(
         }
     }
     let mut ops = Vec::new();
+    let mut implicit = std::collections::BTreeSet::new();
     for (&path, &entry) in &by_path {
         // A path below a deleted or non-directory ancestor of this same change set.
         let covered = paths::ancestors(path).find(|a| {
@@ -478,18 +479,25 @@ fn plan_ops(
                 }
             }
             Some(e) => {
-                if let Some(parent) = paths::parent(path) {
-                    let parent_is_dir = match by_path.get(parent) {
-                        Some(Some(Entry::Dir)) => true,
-                        Some(_) => false,
-                        None => lookup_in(stack, repo, parent)?
-                            .is_some_and(|l| l.kind == EntryKind::Dir),
+                // Parents must be directories; absent ones are created implicitly (another
+                // task may have removed a directory this change set still writes into).
+                for anc in paths::ancestors(path) {
+                    let state = match by_path.get(anc) {
+                        Some(Some(Entry::Dir)) => break,
+                        Some(_) => Some(EntryKind::File),
+                        None => lookup_in(stack, repo, anc)?.map(|l| l.kind),
                     };
-                    if !parent_is_dir {
-                        return Err(StagingError::InvalidChange {
-                            path: path.to_owned(),
-                            reason: format!("its parent {parent} is not a directory"),
-                        });
+                    match state {
+                        Some(EntryKind::Dir) => break,
+                        Some(_) => {
+                            return Err(StagingError::InvalidChange {
+                                path: path.to_owned(),
+                                reason: format!("its ancestor {anc} is not a directory"),
+                            });
+                        }
+                        None => {
+                            implicit.insert(anc.to_owned());
+                        }
                     }
                 }
                 if matches!(e, Entry::Dir)
@@ -500,6 +508,10 @@ fn plan_ops(
                 ops.push((path.to_owned(), Some(e.clone())));
             }
         }
+    }
+    if !implicit.is_empty() {
+        ops.extend(implicit.into_iter().map(|d| (d, Some(Entry::Dir))));
+        ops.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(ops)
 }

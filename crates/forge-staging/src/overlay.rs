@@ -182,12 +182,13 @@ fn flat_layer(inner: &Inner, stack: &[Arc<Layer>], at_least: usize) -> Result<(P
                 }
             }
             Op::File | Op::Exec | Op::Symlink => {
-                let entry =
-                    sys::read_entry(&folded.source)?.ok_or_else(|| StagingError::Corrupt {
+                if !sys::copy_entry(&folded.source, &disk, false)? {
+                    return Err(StagingError::Corrupt {
                         path: folded.source.clone(),
-                        reason: "layer file listed in the manifest is missing".into(),
-                    })?;
-                sys::write_entry(&disk, &entry, false)?;
+                        reason: "layer entry listed in the manifest is not a file or symlink"
+                            .into(),
+                    });
+                }
             }
         }
     }

@@ -140,17 +140,19 @@ pub(crate) fn publish(inner: &Inner, crash_after: Option<usize>) -> Result<Publi
                 written += 1;
             }
             Op::File | Op::Exec | Op::Symlink => {
-                let entry = sys::read_entry(&f.source)?.ok_or_else(|| StagingError::Corrupt {
-                    path: f.source.clone(),
-                    reason: "layer file listed in the manifest is missing".into(),
-                })?;
                 let name = disk
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let tmp = disk.with_file_name(format!(".{name}.forge-publish"));
                 sys::remove_any(&tmp)?;
-                sys::write_entry(&tmp, &entry, true)?;
+                if !sys::copy_entry(&f.source, &tmp, true)? {
+                    return Err(StagingError::Corrupt {
+                        path: f.source.clone(),
+                        reason: "layer entry listed in the manifest is not a file or symlink"
+                            .into(),
+                    });
+                }
                 if fs::symlink_metadata(&disk).is_ok_and(|m| m.is_dir()) {
                     sys::remove_any(&disk)?;
                 }

@@ -222,3 +222,66 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
     }
     .map_err(StagingError::io("remove", path))
 }
+
+/// Copies the file or symlink at `src` to the new path `dst`, streaming file data (never
+/// loading it whole); the mode becomes 0755 or 0644 by the source's execute bit. Files are
+/// fsynced when `sync`. Returns `false` if `src` is neither a file nor a symlink.
+pub(crate) fn copy_entry(src: &Path, dst: &Path, sync: bool) -> Result<bool> {
+    let meta = fs::symlink_metadata(src).map_err(StagingError::io("stat", src))?;
+    match kind_of(&meta) {
+        Some(EntryKind::Symlink) => {
+            let target = fs::read_link(src).map_err(StagingError::io("readlink", src))?;
+            std::os::unix::fs::symlink(target, dst).map_err(StagingError::io("symlink", dst))?;
+            Ok(true)
+        }
+        Some(EntryKind::File) => {
+            let mode = if is_executable(meta.mode()) {
+                0o755
+            } else {
+                0o644
+            };
+            let mut from = OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(src)
+                .map_err(StagingError::io("open", src))?;
+            let mut to = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(dst)
+                .map_err(StagingError::io("create", dst))?;
+            io::copy(&mut from, &mut to).map_err(StagingError::io("copy", dst))?;
+            to.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(StagingError::io("chmod", dst))?;
+            if sync {
+                to.sync_all().map_err(StagingError::io("fsync", dst))?;
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Whether the regular file at `path` holds exactly `data`, read in chunks.
+pub(crate) fn file_equals(path: &Path, data: &[u8]) -> Result<bool> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(StagingError::io("open", path))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(StagingError::io("read", path))?;
+        if n == 0 {
+            return Ok(offset == data.len());
+        }
+        if offset + n > data.len() || buf[..n] != data[offset..offset + n] {
+            return Ok(false);
+        }
+        offset += n;
+    }
+}

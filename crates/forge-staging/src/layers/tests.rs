@@ -118,3 +118,25 @@ fn fold_nets_out_the_stack() {
         [("a", Op::Delete), ("d", Op::Opaque), ("d/q", Op::File)]
     );
 }
+
+#[test]
+fn absent_parents_are_created_implicitly() {
+    let (_tmp, store) = setup();
+    // Another task removed `d`; this change set still writes below it.
+    store.commit(&[change("d", None)]).expect("c1");
+    let g = store.commit(&[change("d/e/new", file("n"))]).expect("c2");
+    assert_eq!(store.read(g, "d").expect("read"), Some(Entry::Dir));
+    assert_eq!(store.read(g, "d/e").expect("read"), Some(Entry::Dir));
+    assert_eq!(store.read(g, "d/e/new").expect("read"), file("n"));
+    assert_eq!(
+        store.read(g, "d/e/y").expect("read"),
+        None,
+        "deleted contents stay deleted"
+    );
+    let stack = store.stack(g).expect("stack");
+    let ops: Vec<(&str, Op)> = stack[1].ops.iter().map(|(p, o)| (p.as_str(), *o)).collect();
+    assert_eq!(
+        ops,
+        [("d", Op::Dir), ("d/e", Op::Dir), ("d/e/new", Op::File)]
+    );
+}
