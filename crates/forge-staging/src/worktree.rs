@@ -66,6 +66,7 @@ pub(crate) fn create(inner: &Inner, stack: &[Arc<Layer>], dir: &Path) -> Result<
         ],
     )?;
     sync_working_changes(inner, &tree)?;
+    create_empty_dirs(inner, &inner.repo, &tree, "")?;
     let mut scratch = Snapshot::default();
     copy::apply_layers(stack, &tree, &mut scratch, &inner.ignores, false)?;
     let snapshot = snapshot::stat_walk(&tree, &inner.ignores)?;
@@ -141,6 +142,29 @@ fn sync_path(inner: &Inner, tree: &Path, path: &str) -> Result<()> {
             other => other,
         };
         sys::write_entry(&dst, &entry, false)?;
+    }
+    Ok(())
+}
+
+/// Creates the directories git does not track (empty ones) that the repository has and
+/// the worktree lacks, so that the view shows them too; ignored paths are skipped.
+fn create_empty_dirs(inner: &Inner, repo: &Path, tree: &Path, dir: &str) -> Result<()> {
+    let disk = repo.join(dir);
+    for item in fs::read_dir(&disk).map_err(StagingError::io("read dir", &disk))? {
+        let item = item.map_err(StagingError::io("read dir", &disk))?;
+        let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
+        let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_dir || inner.ignores.is_ignored_child(dir, &name) {
+            continue;
+        }
+        let path = crate::paths::join(dir, &name);
+        let target = tree.join(&path);
+        if !target.exists() {
+            fs::create_dir(&target).map_err(StagingError::io("mkdir", &target))?;
+        }
+        create_empty_dirs(inner, repo, tree, &path)?;
     }
     Ok(())
 }

@@ -42,7 +42,8 @@ fn changed_paths_equal_git_status() {
         fs::remove_file(v.join("docs/a.md")).expect("delete");
         fs::create_dir_all(v.join("new/deeper")).expect("mkdir");
         fs::write(v.join("new/deeper/file.txt"), "n").expect("add");
-        fs::create_dir(v.join("empty")).expect("empty dir");
+        fs::create_dir(v.join("empty2")).expect("empty dir");
+        fs::remove_dir(v.join("empty/nested")).expect("rmdir");
         fs::set_permissions(v.join("src/main.rs"), fs::Permissions::from_mode(0o755))
             .expect("chmod");
         fs::remove_file(v.join("README.md")).expect("rm");

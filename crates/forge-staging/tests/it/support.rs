@@ -91,6 +91,8 @@ pub(crate) fn make_repo(repo: &Path) {
     }
     fs::set_permissions(repo.join("bin/run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
     std::os::unix::fs::symlink("README.md", repo.join("link")).expect("symlink");
+    // Git does not track empty directories; every view must still show them.
+    fs::create_dir_all(repo.join("empty/nested")).expect("mkdir");
     git(repo, &["init", "-q"]);
     git(repo, &["add", "-A"]);
     git(repo, &["commit", "-q", "-m", "fixture"]);

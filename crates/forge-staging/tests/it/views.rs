@@ -480,3 +480,58 @@ fn reopening_a_run_dir_resumes_at_its_head() {
     assert!(!run.join("layers/.tmp-3-1234").exists());
     assert_eq!(staging.commit(&[]).expect("commit"), 3);
 }
+
+#[test]
+fn staging_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Staging>();
+    assert_send_sync::<forge_staging::View>();
+    assert_send_sync::<forge_staging::ChangeSet>();
+    assert_send_sync::<forge_staging::StagingError>();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    make_repo(&repo);
+    let backend = if overlay_ok() {
+        Backend::Overlay
+    } else {
+        Backend::Copy
+    };
+    let staging = Staging::open(
+        &repo,
+        &tmp.path().join("run"),
+        StagingOptions::with_backend(Some(backend)),
+    )
+    .expect("open");
+    // Agents on two threads, each in its own view of the head when it started, committing
+    // their changes; the commits serialize and every change lands in its own generation.
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let staging = &staging;
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let g = staging.head();
+                    let view = staging.create_view(g, &format!("t{t}-{i}")).expect("view");
+                    fs::write(
+                        view.path().join(format!("t{t}-{i}.txt")),
+                        format!("{t} {i}"),
+                    )
+                    .expect("write");
+                    let changes = view.collect().expect("collect");
+                    assert_eq!(changes.changes.len(), 1);
+                    staging.commit(&changes.to_layer_changes()).expect("commit");
+                }
+            });
+        }
+    });
+    assert_eq!(staging.head(), 10);
+    for t in 0..2 {
+        for i in 0..5 {
+            let path = format!("t{t}-{i}.txt");
+            assert_eq!(
+                staging.read(10, &path).expect("read"),
+                file(&format!("{t} {i}"))
+            );
+        }
+    }
+}
