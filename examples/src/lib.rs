@@ -1,11 +1,14 @@
 //! Helpers shared by forge's examples (the examples themselves are in `examples/`).
 //!
 //! [`run_demo`] is the whole demo (`cargo run --release -p forge-examples --example demo`):
-//! it creates a sample git repository in a temporary directory, writes a plan of eight
-//! scripted "agents" (shell scripts with delays: some in parallel, one that fails once and
-//! succeeds on retry, one that depends on two others), runs it through forge-core with live
-//! progress, and prints a summary. It lives here, not in the example, so a test runs the very
-//! same code with shorter delays.
+//! it creates a sample git repository in a temporary directory, writes a plan of nine
+//! scripted "agents" (shell scripts with delays) and runs it through forge's engine with live
+//! progress: each agent works in its own copy-on-write view of the repository; some run in
+//! parallel on disjoint files, two edit the same file in different places and merge cleanly,
+//! two change the same line and the second is reported as a conflict, one fails once and
+//! succeeds on retry, one depends on two others. It prints a summary and what reached the
+//! repository. It lives here, not in the example, so a test runs the very same code with
+//! shorter delays.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -15,8 +18,8 @@ use std::time::Duration;
 
 use forge_core::events::Delivery;
 use forge_core::{
-    Backoff, Event, EventBus, Executors, Plan, ProcessExecutor, RunOptions, RunOutcome, Task,
-    run_plan,
+    Backoff, EngineOptions, EngineOutcome, Event, EventBus, Executors, Plan, ProcessExecutor,
+    RunOptions, Task, run_engine,
 };
 use tokio::time::Instant;
 
@@ -33,7 +36,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         Self {
             time_scale: 1.0,
-            jobs: 3,
+            jobs: 5,
         }
     }
 }
@@ -41,8 +44,8 @@ impl Default for DemoOptions {
 /// What the demo did.
 #[derive(Debug)]
 pub struct DemoReport {
-    /// The outcome of every task.
-    pub outcome: RunOutcome,
+    /// The outcome of every task, the conflicts and the final generation.
+    pub outcome: EngineOutcome,
     /// Every event of the run with its time since the start.
     pub events: Vec<(Duration, Event)>,
     /// The sample repository (deleted when the report is dropped).
@@ -53,80 +56,93 @@ pub struct DemoReport {
 /// Why the demo could not run.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One scripted agent: what it says, how long it works, what it writes.
+/// One scripted agent: what it says, how long it works, and the shell command that does its
+/// change (run in the agent's view of the repository).
 struct Agent {
     id: &'static str,
     deps: &'static [&'static str],
     says: [&'static str; 2],
     secs: f64,
-    writes: (&'static str, &'static str),
+    change: &'static str,
+    /// Declared `writes` (none: the agent may write anywhere and the merge catches overlaps).
+    writes: &'static [&'static str],
 }
 
-const AGENTS: [Agent; 8] = [
+const AGENTS: [Agent; 9] = [
     Agent {
         id: "scaffold",
         deps: &[],
         says: ["reading the README", "creating the crate layout"],
         secs: 0.8,
-        writes: ("src/lib.rs", "pub mod models;\npub mod api;\n"),
+        change: "printf 'pub mod models;\\npub mod api;\\n' > src/lib.rs",
+        writes: &["src/lib.rs"],
     },
     Agent {
         id: "models",
         deps: &["scaffold"],
         says: ["designing the User model", "writing src/models.rs"],
         secs: 1.5,
-        writes: (
-            "src/models.rs",
-            "pub struct User {\n    pub email: String,\n}\n",
-        ),
+        change: "printf 'pub struct User {\\n    pub email: String,\\n}\\n' > src/models.rs",
+        writes: &["src/models.rs"],
     },
     Agent {
         id: "schema",
         deps: &["scaffold"],
         says: ["sketching the users table", "writing the migration"],
         secs: 1.2,
-        writes: (
-            "migrations/001_users.sql",
-            "CREATE TABLE users (email TEXT PRIMARY KEY);\n",
-        ),
+        change: "mkdir -p migrations && echo 'CREATE TABLE users (email TEXT PRIMARY KEY);' > migrations/001_users.sql",
+        writes: &["migrations/**"],
     },
     Agent {
         id: "client",
         deps: &["scaffold"],
         says: ["fetching the OpenAPI spec", "generating the HTTP client"],
         secs: 0.8,
-        writes: ("src/client.rs", "pub fn login() {}\n"),
+        change: "echo 'pub fn login() {}' > src/client.rs",
+        writes: &["src/client.rs"],
     },
     Agent {
         id: "api",
         deps: &["models", "schema"],
         says: ["wiring the /login route", "writing src/api.rs"],
         secs: 1.5,
-        writes: (
-            "src/api.rs",
-            "pub fn login(_user: &crate::models::User) {}\n",
-        ),
+        change: "echo 'pub fn login(_user: &crate::models::User) {}' > src/api.rs",
+        writes: &["src/api.rs"],
     },
     Agent {
-        id: "lint",
-        deps: &["scaffold"],
-        says: ["running the linter", "no warnings"],
-        secs: 0.5,
-        writes: (".lint-ok", "ok\n"),
-    },
-    Agent {
-        id: "docs",
-        deps: &["api"],
-        says: ["reading src/api.rs", "writing docs/api.md"],
-        secs: 0.6,
-        writes: ("docs/api.md", "# API\n\n`POST /login`\n"),
-    },
-    Agent {
-        id: "tests",
-        deps: &["api", "client"],
-        says: ["writing tests/login.rs", "running the tests: 3 passed"],
+        id: "intro",
+        deps: &[],
+        says: ["reading the README", "rewriting its first paragraph"],
         secs: 1.0,
-        writes: ("tests/login.rs", "#[test]\nfn login() {}\n"),
+        change: "sed -i 's/^A sample repository.*/A small shop backend, built by agents./' README.md",
+        writes: &[],
+    },
+    Agent {
+        id: "usage",
+        deps: &[],
+        says: ["reading the README", "adding a Usage section at the end"],
+        secs: 1.2,
+        change: "printf '\\n## Usage\\n\\n    cargo run\\n' >> README.md",
+        writes: &[],
+    },
+    Agent {
+        id: "bump",
+        deps: &[],
+        says: ["checking the changelog", "bumping the version to 0.2.0"],
+        secs: 0.6,
+        change: "sed -i 's/^version = .*/version = \"0.2.0\"/' Cargo.toml",
+        writes: &[],
+    },
+    Agent {
+        id: "rival",
+        deps: &[],
+        says: [
+            "deciding this is a major release",
+            "bumping the version to 1.0.0",
+        ],
+        secs: 0.9,
+        change: "sed -i 's/^version = .*/version = \"1.0.0\"/' Cargo.toml",
+        writes: &[],
     },
 ];
 
@@ -161,7 +177,6 @@ pub async fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     let mut subscription = bus.subscribe();
     let run_options = RunOptions::default()
         .jobs(options.jobs)
-        .workdir(&repo)
         .keep_going(true)
         .backoff(
             Backoff::fixed_exponential(
@@ -172,10 +187,11 @@ pub async fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             .with_jitter(0.2),
         )
         .bus(bus);
+    let engine_options = EngineOptions::new(&repo, dir.path().join("run")).run(run_options);
 
     let started = Instant::now();
     let mut events = Vec::new();
-    let (outcome, printed) = tokio::join!(run_plan(&plan, &executors, run_options), async {
+    let (outcome, printed) = tokio::join!(run_engine(&plan, &executors, engine_options), async {
         // The bus closes when the run returns, which ends this loop.
         while let Some(delivery) = subscription.recv().await {
             let at = started.elapsed();
@@ -208,7 +224,6 @@ fn demo_plan(time_scale: f64, flaky_marker: &Path) -> Plan {
     let mut plan = Plan::default();
     for agent in &AGENTS {
         let pause = format!("sleep {:.3}", agent.secs * time_scale / 2.0);
-        let (path, content) = agent.writes;
         let mut script = String::new();
         if agent.id == FLAKY {
             let marker = flaky_marker.display();
@@ -220,21 +235,21 @@ fn demo_plan(time_scale: f64, flaky_marker: &Path) -> Plan {
         }
         let _ = write!(
             script,
-            "echo '{}'; {pause}; echo '{}'; {pause}; mkdir -p \"$(dirname '{path}')\"; \
-             printf '%s' '{}' > '{path}'",
-            agent.says[0],
-            agent.says[1],
-            content.replace('\'', "'\\''"),
+            "echo '{}'; {pause}; echo '{}'; {pause}; {}",
+            agent.says[0], agent.says[1], agent.change,
         );
         let mut task = Task::new(agent.id, script)
             .deps(agent.deps.iter().copied())
-            .writes([path])
+            .writes(agent.writes.iter().copied())
             .duration_hint(Duration::from_secs_f64(agent.secs));
         if agent.id == FLAKY {
             task = task.retries(2);
         }
-        if agent.id == "lint" {
-            task = task.priority(-1);
+        if ["bump", "rival", "intro", "usage"].contains(&agent.id) {
+            // These pairs start at once, from generation 0: `intro` and `usage` edit README.md
+            // in different places and both merge; `bump` and `rival` change the same line,
+            // so whichever merges second conflicts.
+            task = task.priority(10);
         }
         plan.push(task);
     }
@@ -245,7 +260,7 @@ fn create_repo(repo: &Path) -> Result<(), DemoError> {
     std::fs::create_dir_all(repo.join("src"))?;
     std::fs::write(
         repo.join("README.md"),
-        "# shop\n\nA sample repository for the forge demo.\n",
+        "# shop\n\nA sample repository for the forge demo.\n\n## Status\n\nEarly days.\n",
     )?;
     std::fs::write(
         repo.join("Cargo.toml"),
@@ -305,31 +320,86 @@ fn progress_line(at: Duration, event: &Event) -> Option<String> {
         ),
         Event::TaskFailed { task, error, .. } => format!("{stamp} FAILED  {task}: {error}"),
         Event::TaskSkipped { task, reason } => format!("{stamp} skip    {task}: {reason}"),
+        Event::ViewOpened {
+            task,
+            generation,
+            backend,
+        } => format!(
+            "{stamp}   {task:>8} | (works in its own {backend} view of generation {generation})"
+        ),
+        Event::LockWaiting { task, holders, .. } => {
+            format!(
+                "{stamp} wait    {task}: its files are locked by {}",
+                holders.join(", ")
+            )
+        }
+        Event::GenerationCommitted {
+            task,
+            generation,
+            paths,
+        } => format!(
+            "{stamp} merge   {task}: {paths} path{} -> generation {generation}",
+            if *paths == 1 { "" } else { "s" }
+        ),
+        Event::MergeConflict { task, paths } => {
+            format!(
+                "{stamp} CONFLICT {task}: {} (reported, not merged)",
+                paths.join(", ")
+            )
+        }
         _ => return None,
     })
 }
 
-fn summary(outcome: &RunOutcome, repo: &Path) -> String {
-    let counts = outcome.counts();
+fn summary(outcome: &EngineOutcome, repo: &Path) -> String {
+    let run = &outcome.run;
+    let counts = run.counts();
     let mut text = format!(
         "\n{} agents in {:.1}s: {} succeeded, {} failed, {} skipped\n",
-        outcome.outcomes().len(),
-        outcome.duration().as_secs_f64(),
+        run.outcomes().len(),
+        run.duration().as_secs_f64(),
         counts.succeeded,
         counts.failed,
         counts.skipped
     );
-    for (task, task_outcome) in outcome.iter() {
+    for (task, task_outcome) in run.iter() {
         let _ = writeln!(text, "  {:<9} {task_outcome}", task.id);
     }
+    for (task, report) in &outcome.conflicts {
+        let _ = writeln!(
+            text,
+            "\nconflict: {task} started from generation {} but the head had moved to {}:",
+            report.base_generation, report.head_generation
+        );
+        for path in &report.paths {
+            let _ = writeln!(text, "  {}: {}", path.path, path.what);
+            if let Some(markers) = &path.with_markers {
+                for line in String::from_utf8_lossy(markers).lines() {
+                    let _ = writeln!(text, "    | {line}");
+                }
+            }
+        }
+    }
+    let (backend, why) = &outcome.backend;
+    let _ = writeln!(
+        text,
+        "\nstaging: {backend} ({why}); {} generations merged, then written to the repository",
+        outcome.generation
+    );
     if let Ok(status) = Command::new("git")
         .args(["status", "--short", "--untracked-files=all"])
         .current_dir(repo)
         .output()
     {
-        let _ = writeln!(text, "\nwhat the agents changed (git status --short):");
+        let _ = writeln!(text, "\nwhat reached the repository (git status --short):");
         for line in String::from_utf8_lossy(&status.stdout).lines() {
             let _ = writeln!(text, "  {line}");
+        }
+    }
+    if let Ok(readme) = std::fs::read_to_string(repo.join("README.md")) {
+        let _ = writeln!(text, "\nREADME.md, edited by `intro` and `usage` at once:");
+        for line in readme.lines() {
+            let _ = writeln!(text, "  | {line}");
         }
     }
     text

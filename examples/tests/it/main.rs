@@ -1,6 +1,8 @@
-//! Runs the demo's code path with short delays and checks what it promises: every agent
-//! succeeds, the flaky one on its second attempt, `api` starts only after both `models` and
-//! `schema` are done, independent agents overlap, and the files are written.
+//! Runs the demo's code path with short delays and checks what it promises: every agent but
+//! one of the two rival version bumps succeeds (that one is a reported conflict), the flaky one
+//! on its second attempt, `api` starts only after both `models` and `schema` are done,
+//! independent agents overlap, two edits of README.md merge, and the files reach the
+//! repository.
 
 use std::time::Duration;
 
@@ -20,18 +22,29 @@ async fn demo_runs_to_success() {
     let mut out = Vec::new();
     let report = run_demo(
         &DemoOptions {
-            time_scale: 0.1,
-            jobs: 3,
+            time_scale: 0.2,
+            jobs: 5,
         },
         &mut out,
     )
     .await
     .expect("demo runs");
     let out = String::from_utf8(out).expect("utf-8");
-    assert!(report.outcome.is_success(), "{out}");
+    let run = &report.outcome.run;
+    // Exactly one of the two version bumps conflicts; everything else succeeds.
+    assert_eq!(run.counts().failed, 1, "{out}");
+    assert_eq!(report.outcome.conflicts.len(), 1, "{out}");
+    let (loser, conflict) = &report.outcome.conflicts[0];
+    assert!(loser == "bump" || loser == "rival", "{out}");
+    assert_eq!(conflict.paths[0].path, "Cargo.toml", "{out}");
+    let readme = std::fs::read_to_string(report.repo.join("README.md")).expect("README");
+    assert!(
+        readme.contains("A small shop backend") && readme.contains("## Usage"),
+        "both README edits merged: {readme}"
+    );
     assert!(
         matches!(
-            report.outcome.get("client"),
+            run.get("client"),
             Some(TaskOutcome::Succeeded { attempts: 2, .. })
         ),
         "{out}"
@@ -57,10 +70,10 @@ async fn demo_runs_to_success() {
         "models and schema overlap: {out}"
     );
     for file in [
+        "src/lib.rs",
         "src/models.rs",
         "src/api.rs",
-        "docs/api.md",
-        "tests/login.rs",
+        "src/client.rs",
         "migrations/001_users.sql",
     ] {
         assert!(report.repo.join(file).is_file(), "{file} missing\n{out}");
@@ -69,6 +82,7 @@ async fn demo_runs_to_success() {
         out.contains("retry   client: task `client`: `sh` exited with status 75"),
         "{out}"
     );
-    assert!(out.contains("8 agents in "), "{out}");
+    assert!(out.contains("9 agents in "), "{out}");
+    assert!(out.contains("CONFLICT "), "{out}");
     assert!(out.contains("?? src/api.rs"), "{out}");
 }
