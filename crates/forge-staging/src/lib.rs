@@ -22,6 +22,26 @@
 //! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
 //!   changes and the generation's layers applied; needs a git repository.
 //!
+//! # Rules and limits
+//!
+//! - The repository is generation 0 and must not change while the run lasts; the run
+//!   directory must lie outside it (both are checked or documented at
+//!   [`Staging::open`]).
+//! - Run directory layout: `layers/K/{tree,manifest.json}` (committed layers; `tree` is in
+//!   overlayfs lower form, deletions as whiteouts when running as root), `flat/G` (a stack
+//!   folded for overlay when it grows past `max_overlay_layers` or one page of mount
+//!   options), `views/NAME` (live views), `trash/` (views being deleted on a background
+//!   thread), `publish.json` (the publish record).
+//! - Change sets name files, symlinks and directories; ignored paths (`.git`, `target`,
+//!   `node_modules` and [`StagingOptions::ignores`]) are skipped. Only the execute bit of
+//!   a file's mode is tracked, as git does.
+//! - Special files (FIFOs, sockets, devices) in the repository are invisible to
+//!   generations; in a view they are [`Rejected`], never copied.
+//! - `worktree` views lack the paths forge ignores (`target/`, `node_modules/`), which git
+//!   worktrees never copy.
+//! - Unprivileged overlay (a user namespace with `userxattr`) is not implemented: without
+//!   root, `auto` picks reflink or copy.
+//!
 //! # Example
 //!
 //! ```
