@@ -422,14 +422,71 @@ pub fn merge_trees(
         .chain(ours.keys())
         .chain(theirs.keys())
         .collect();
-    let paths = all
+    let mut paths: BTreeMap<String, PathMerge> = all
         .into_iter()
         .map(|p| {
             let m = merge_entry(p, base.get(p), ours.get(p), theirs.get(p), opts);
             (p.clone(), m)
         })
         .collect();
+    flag_file_directory_clashes(&mut paths, base, ours, theirs);
     TreeMerge { paths }
+}
+
+/// The kind of entry a resolution leaves at its path (`None`: absent), without building it.
+fn result_kind(m: &PathMerge, ours: Option<&Entry>, theirs: Option<&Entry>) -> Option<EntryKind> {
+    match m {
+        PathMerge::Unchanged | PathMerge::TakeOurs => ours.map(Entry::kind),
+        PathMerge::TakeTheirs => theirs.map(Entry::kind),
+        PathMerge::Deleted => None,
+        PathMerge::Merged(e) => Some(e.kind()),
+        PathMerge::Conflict(c) => Some(c.best_effort().kind()),
+    }
+}
+
+/// Paths resolved one by one can still clash: one side leaves a file at `a` while the other
+/// adds `a/b`. Such an `a` becomes a type-change conflict (the side with `a/b` has a directory
+/// there).
+fn flag_file_directory_clashes(
+    paths: &mut BTreeMap<String, PathMerge>,
+    base: &BTreeMap<String, Entry>,
+    ours: &BTreeMap<String, Entry>,
+    theirs: &BTreeMap<String, Entry>,
+) {
+    let kinds: BTreeMap<&str, Option<EntryKind>> = paths
+        .iter()
+        .map(|(p, m)| (p.as_str(), result_kind(m, ours.get(p), theirs.get(p))))
+        .collect();
+    let mut clashes: BTreeSet<String> = BTreeSet::new();
+    for (path, kind) in &kinds {
+        if kind.is_none() {
+            continue;
+        }
+        let mut end = 0;
+        while let Some(k) = path[end..].find('/') {
+            let parent = &path[..end + k];
+            if matches!(
+                kinds.get(parent),
+                Some(Some(EntryKind::File | EntryKind::Symlink))
+            ) {
+                clashes.insert(parent.to_owned());
+            }
+            end += k + 1;
+        }
+    }
+    for p in clashes {
+        let Some(m) = paths.get_mut(&p) else { continue };
+        if m.is_conflict() {
+            continue;
+        }
+        // A side without an entry there has the directory the clashing paths sit in.
+        let side = |tree: &BTreeMap<String, Entry>| tree.get(&p).cloned().unwrap_or(Entry::Dir);
+        *m = PathMerge::Conflict(TreeConflict::TypeChange {
+            base: base.get(&p).map(Entry::kind),
+            ours: side(ours),
+            theirs: side(theirs),
+        });
+    }
 }
 
 #[cfg(test)]

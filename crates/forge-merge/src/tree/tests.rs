@@ -352,3 +352,32 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn file_directory_clashes_across_paths_are_type_changes() {
+    let map = |v: &[(&str, Entry)]| -> BTreeMap<String, Entry> {
+        v.iter()
+            .map(|(p, e)| ((*p).to_owned(), e.clone()))
+            .collect()
+    };
+    let base = map(&[]);
+    let ours = map(&[("a", file("x\n"))]);
+    let theirs = map(&[("a/b", file("y\n"))]);
+    let m = merge_trees(&base, &ours, &theirs, &MergeOptions::default());
+    assert_eq!(
+        m.paths["a"],
+        PathMerge::Conflict(TreeConflict::TypeChange {
+            base: None,
+            ours: file("x\n"),
+            theirs: Entry::Dir,
+        })
+    );
+    assert_eq!(m.paths["a/b"], PathMerge::TakeTheirs);
+    assert_eq!(m.conflict_count(), 1);
+    // A file replaced by a directory on one side only is no clash.
+    let base = map(&[("a", file("x\n"))]);
+    let theirs = map(&[("a/b", file("y\n"))]);
+    let m = merge_trees(&base, &base, &theirs, &MergeOptions::default());
+    assert!(m.is_clean(), "{m:?}");
+    assert_eq!(m.paths["a"], PathMerge::Deleted);
+}
