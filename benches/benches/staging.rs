@@ -5,7 +5,7 @@
 //! - overlay view create + drop vs `git worktree add` (target: <= 15 ms, >= 100x faster);
 //! - overlay change collection after 10 edits (target: <= 5 ms);
 //! - copy-backend collection (stat walk) vs `git status --porcelain` in the same copy;
-//! - copy-backend view creation vs `cp -a`.
+//! - copy-backend view creation vs `cp -a`, and creation right after dropping a copy.
 //!
 //! The slow peers run ten samples of one iteration each; expect a few minutes in all.
 
@@ -271,6 +271,24 @@ fn staging_benches(c: &mut Criterion) {
             total
         });
     });
+    // Teardown off the hot path: dropping a copy moves it aside and deletes it on a
+    // background thread, so the next create should not pay for the delete.
+    let mut previous: Option<View> = kept.pop();
+    group.bench_function("copy view drop previous + create", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let t = Instant::now();
+                drop(previous.take());
+                let view = copy.create_view(0, &format!("c{n}")).expect("copy view");
+                total += t.elapsed();
+                previous = Some(view);
+            }
+            total
+        });
+    });
+    drop(previous);
 
     let view: View = copy.create_view(0, "walk").expect("copy view");
     edit(view.path(), &files);

@@ -105,7 +105,6 @@ impl FromStr for Backend {
 
 /// How [`Staging::open`](crate::Staging::open) sets a run up.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct StagingOptions {
     /// The backend to use; `None` chooses automatically (overlay, then reflink, then copy).
     pub backend: Option<Backend>,
