@@ -7,6 +7,15 @@ use forge_staging::{Backend, LayerChange, Staging, StagingOptions, cleanup};
 
 use crate::support::{make_repo, overlay_ok};
 
+/// Runs `cleanup` on drop, so a failing test leaves no mount behind.
+struct CleanupGuard(std::path::PathBuf);
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let _ = cleanup(&self.0);
+    }
+}
+
 fn mounted_below(dir: &std::path::Path) -> usize {
     let dir = fs::canonicalize(dir).expect("canonicalize");
     fs::read_to_string("/proc/self/mountinfo")
@@ -26,6 +35,8 @@ fn cleanup_removes_leftover_views_and_mounts() {
     let repo = tmp.path().join("repo");
     make_repo(&repo);
     let run = tmp.path().join("run");
+    // Unmounts the leaked views even if an assertion below fails.
+    let _guard = CleanupGuard(run.clone());
     let mut backends = vec![Backend::Copy, Backend::Worktree];
     if overlay_ok() {
         backends.push(Backend::Overlay);
