@@ -84,3 +84,71 @@ fn changed_paths_equal_git_status() {
         assert!(ours.contains("src/main.rs"), "mode change missing");
     }
 }
+
+/// The paths of `changes` that git would name: those where either side is a file or a
+/// symlink (git tracks no directories).
+fn leaf_paths(staging: &Staging, g: u64, changes: &forge_staging::ChangeSet) -> BTreeSet<String> {
+    changes
+        .changes
+        .iter()
+        .filter(|c| {
+            let new_is_leaf = c.entry.as_ref().is_some_and(|e| *e != Entry::Dir);
+            let old_is_leaf = staging
+                .read(g, &c.path)
+                .expect("read")
+                .is_some_and(|e| e != Entry::Dir);
+            new_is_leaf || old_is_leaf
+        })
+        .map(|c| c.path.clone())
+        .collect()
+}
+
+#[test]
+fn random_operations_agree_with_git_status() {
+    use proptest::prelude::*;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    make_repo(&repo);
+    for backend in backends() {
+        if backend == Backend::Reflink {
+            continue;
+        }
+        let staging = Staging::open(
+            &repo,
+            &tmp.path().join(format!("run-{backend}")),
+            StagingOptions::with_backend(Some(backend)),
+        )
+        .expect("open");
+        let base: crate::model::Model = staging
+            .list(0, "")
+            .expect("list")
+            .into_iter()
+            .filter(|p| !staging.is_ignored(p))
+            .map(|p| {
+                let e = staging.read(0, &p).expect("read").expect("exists");
+                (p, e)
+            })
+            .collect();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let cases = if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
+            200
+        } else {
+            8
+        };
+        let config = ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(ops in prop::collection::vec(crate::model::op_strategy(), 1..30))| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let view = staging.create_view(0, &format!("g{i}")).expect("view");
+            let mut model = base.clone();
+            for op in &ops {
+                crate::model::apply(&mut model, view.path(), op);
+            }
+            let got = view.collect().expect("collect");
+            prop_assert_eq!(leaf_paths(&staging, 0, &got), git_paths(view.path()), "backend {}", backend);
+        });
+    }
+}

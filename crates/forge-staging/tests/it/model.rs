@@ -14,10 +14,10 @@ use proptest::prelude::*;
 use crate::support::{backends, make_repo, tree_digest};
 
 /// The model: every path (directories included) and its entry.
-type Model = BTreeMap<String, Entry>;
+pub(crate) type Model = BTreeMap<String, Entry>;
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(crate) enum Op {
     Write(String, Vec<u8>),
     Append(String, Vec<u8>),
     Truncate(String),
@@ -50,7 +50,7 @@ fn path_strategy() -> impl Strategy<Value = String> {
     .prop_map(|parts| parts.join("/"))
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
+pub(crate) fn op_strategy() -> impl Strategy<Value = Op> {
     let data = prop::collection::vec(any::<u8>(), 0..16);
     prop_oneof![
         3 => (path_strategy(), data.clone()).prop_map(|(p, d)| Op::Write(p, d)),
@@ -81,7 +81,7 @@ fn remove_subtree(model: &mut Model, path: &str) {
 
 /// Applies `op` to the model and to the view at `root`, when its preconditions hold in
 /// the model (the same checks a careful agent would make); otherwise does nothing.
-fn apply(model: &mut Model, root: &Path, op: &Op) {
+pub(crate) fn apply(model: &mut Model, root: &Path, op: &Op) {
     let disk = |p: &str| root.join(p);
     match op {
         Op::Write(p, d) => {
