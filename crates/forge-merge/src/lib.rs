@@ -43,6 +43,7 @@
 //!
 //! None: the crate has no optional parts and depends on nothing but `std`.
 
+mod intern;
 mod lines;
 mod options;
 mod text;

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::lines::{Interner, Lines};
+use crate::intern::Interner;
+use crate::lines::Lines;
 use crate::options::{ConflictStyle, MergeOptions};
 use crate::xdiff;
 

@@ -1,7 +1,8 @@
 //! From the two diffs against the base to the list of merge regions (`xdl_do_merge`): clean
 //! changes of one side, identical changes, conflicts; then the refinements of each style.
 
-use crate::lines::{Lines, renumber};
+use crate::intern::renumber;
+use crate::lines::Lines;
 use crate::xdiff::{self, Change};
 
 /// What a region of the result is made of.
