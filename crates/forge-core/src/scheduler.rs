@@ -90,8 +90,26 @@ pub struct DirectRunner;
 
 impl AttemptRunner for DirectRunner {
     fn run_attempt(&self, ctx: AttemptCtx) -> BoxFuture<'_, Result<ExecOutput, ExecError>> {
-        let job = ctx.job(ctx.workdir.to_path_buf());
-        Box::pin(async move { ctx.executor.execute(job).await })
+        // Moves the context's parts into the job instead of cloning them: this is the hot path
+        // of every attempt.
+        let AttemptCtx {
+            task,
+            attempt,
+            cancel,
+            progress,
+            executor,
+            workdir,
+            ..
+        } = ctx;
+        let job = Job {
+            task,
+            workdir: workdir.to_path_buf(),
+            cancel,
+            progress,
+            attempt,
+            locks: None,
+        };
+        Box::pin(async move { executor.execute(job).await })
     }
 }
 

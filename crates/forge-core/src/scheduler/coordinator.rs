@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use rand::SeedableRng as _;
 use rand::rngs::SmallRng;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -48,9 +49,32 @@ struct ReadyKey {
 /// What one attempt's tokio task hands back.
 struct AttemptEnd {
     idx: u32,
-    result: Result<ExecOutput, ExecError>,
+    /// `None` when the attempt's future was dropped before it finished (aborted after the
+    /// stop grace period).
+    result: Option<Result<ExecOutput, ExecError>>,
     timed_out: bool,
     elapsed: Duration,
+}
+
+/// Sends the attempt's end to the coordinator when dropped, so an aborted attempt reports too.
+struct Report<'a> {
+    done: &'a mpsc::UnboundedSender<AttemptEnd>,
+    idx: u32,
+    end: Option<AttemptEnd>,
+}
+
+impl Drop for Report<'_> {
+    fn drop(&mut self) {
+        let end = self.end.take().unwrap_or(AttemptEnd {
+            idx: self.idx,
+            result: None,
+            timed_out: false,
+            elapsed: Duration::ZERO,
+        });
+        // The coordinator outlives every attempt (it waits for all of them), so this only
+        // fails if the coordinator itself was dropped mid-run; then nobody needs the report.
+        let _ = self.done.send(end);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +119,11 @@ pub(super) struct Coordinator<'p> {
     /// Retry timers (key < n: task) and executor resumptions (key >= n: executor key - n).
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     running: usize,
-    join: JoinSet<AttemptEnd>,
+    /// Handles of running attempts by task, to abort them after the stop grace period.
+    handles: Vec<Option<JoinHandle<()>>>,
+    /// Attempts report here when they end (see [`Report`]).
+    done_tx: Arc<mpsc::UnboundedSender<AttemptEnd>>,
+    done_rx: mpsc::UnboundedReceiver<AttemptEnd>,
     stop: Option<Stop>,
     stop_deadline: Option<Instant>,
     rng: Option<SmallRng>,
@@ -165,6 +193,7 @@ impl<'p> Coordinator<'p> {
         let n_executors = executor_list.len();
         let n_pools = pool_capacity.len();
         let attempts_token = options.cancel.child_token();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         Ok(Self {
             plan,
             jobs: options.jobs,
@@ -197,7 +226,9 @@ impl<'p> Coordinator<'p> {
             ranks: Ranks::new(plan),
             timers: BinaryHeap::new(),
             running: 0,
-            join: JoinSet::new(),
+            handles: (0..n_tasks).map(|_| None).collect(),
+            done_tx: Arc::new(done_tx),
+            done_rx,
             stop: None,
             stop_deadline: None,
             rng: None,
@@ -230,7 +261,7 @@ impl<'p> Coordinator<'p> {
         let cancelled = run_cancel.cancelled();
         tokio::pin!(cancelled);
         let mut cancel_seen = false;
-        let far_future = started + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut ended = Vec::with_capacity(64);
         loop {
             if self.stop.is_none() {
                 self.dispatch();
@@ -249,18 +280,20 @@ impl<'p> Coordinator<'p> {
                     cancel_seen = true;
                     self.begin_stop(Stop::Cancelled);
                 }
-                joined = self.join.join_next(), if self.running > 0 => {
-                    self.on_joined(joined);
-                    while let Some(joined) = self.join.try_join_next() {
-                        self.on_joined(Some(joined));
+                _ = self.done_rx.recv_many(&mut ended, 256), if self.running > 0 => {
+                    for end in ended.drain(..) {
+                        self.on_end(end);
                     }
                 }
-                () = tokio::time::sleep_until(wake.unwrap_or(far_future)), if wake.is_some() => {
+                // An async block, so no timer is created in iterations without a deadline.
+                () = async { if let Some(at) = wake { tokio::time::sleep_until(at).await } }, if wake.is_some() => {
                     if self.stop.is_some() {
                         // Attempts that ignored their token past the grace period are dropped
-                        // (a process executor's group is killed on drop).
+                        // (a process executor's group is killed on drop); they still report.
                         self.stop_deadline = None;
-                        self.join.abort_all();
+                        for handle in self.handles.iter().flatten() {
+                            handle.abort();
+                        }
                     } else {
                         self.fire_timers();
                     }
@@ -336,10 +369,14 @@ impl<'p> Coordinator<'p> {
             attempt,
         });
         let timeout = task.timeout;
-        let cancel = if timeout.is_some() {
-            self.attempts_token.child_token()
-        } else {
-            self.attempts_token.clone()
+        // A timeout cancels only this attempt, so it needs its own token; otherwise the run's
+        // token serves (one clone, no new tree node).
+        let (cancel, timeout_cancel) = match timeout {
+            Some(_) => {
+                let own = self.attempts_token.child_token();
+                (own.clone(), Some(own))
+            }
+            None => (self.attempts_token.clone(), None),
         };
         let progress = match &self.bus {
             Some(bus) => progress_sink(bus.clone(), task.id.clone(), attempt),
@@ -349,20 +386,26 @@ impl<'p> Coordinator<'p> {
             task,
             task_idx: idx,
             attempt,
-            cancel: cancel.clone(),
+            cancel,
             progress,
             executor: self.executors[self.task_executor[idx] as usize].clone(),
             workdir: self.workdir.clone(),
         };
         let runner = self.runner.clone();
         let grace = self.stop_grace;
-        let task = ctx.task.clone();
-        self.join.spawn(async move {
+        let done = self.done_tx.clone();
+        let task_idx = idx as u32;
+        let handle = tokio::spawn(async move {
+            let mut report = Report {
+                done: &done,
+                idx: task_idx,
+                end: None,
+            };
             let started = Instant::now();
+            let task = ctx.task.clone();
             let attempt = AssertUnwindSafe(runner.run_attempt(ctx)).catch_unwind();
-            let (result, timed_out) = match timeout {
-                None => (flatten_panic(&task.id, attempt.await), false),
-                Some(limit) => {
+            let (result, timed_out) = match (timeout, timeout_cancel) {
+                (Some(limit), Some(cancel)) => {
                     let mut attempt = std::pin::pin!(attempt);
                     match tokio::time::timeout(limit, &mut attempt).await {
                         Ok(result) => (flatten_panic(&task.id, result), false),
@@ -380,27 +423,31 @@ impl<'p> Coordinator<'p> {
                         }
                     }
                 }
+                _ => (flatten_panic(&task.id, attempt.await), false),
             };
-            AttemptEnd {
-                idx: idx as u32,
-                result,
+            report.end = Some(AttemptEnd {
+                idx: task_idx,
+                result: Some(result),
                 timed_out,
                 elapsed: started.elapsed(),
-            }
+            });
         });
+        self.handles[idx] = Some(handle);
     }
 
-    fn on_joined(&mut self, joined: Option<Result<AttemptEnd, tokio::task::JoinError>>) {
-        let Some(joined) = joined else { return };
+    fn on_end(&mut self, end: AttemptEnd) {
         self.running -= 1;
-        // Attempts never panic out (panics are caught), so an error here is an abort after
-        // the stop grace: the task stays `Running` and is swept as cancelled.
-        let Ok(end) = joined else { return };
         let idx = end.idx as usize;
+        // Dropping the handle of a finished task only detaches it.
+        self.handles[idx] = None;
         self.release_resources(idx);
+        let Some(result) = end.result else {
+            // Aborted after the stop grace: swept as cancelled at the end.
+            return;
+        };
         if self.stop.is_some() {
             self.attempts[idx] += 1;
-            let outcome = match end.result {
+            let outcome = match result {
                 Ok(output) => self.succeed(idx, output, end.elapsed),
                 Err(_) => TaskOutcome::Cancelled {
                     attempts: self.attempts[idx],
@@ -409,7 +456,7 @@ impl<'p> Coordinator<'p> {
             self.settle(idx, outcome);
             return;
         }
-        let error = match end.result {
+        let error = match result {
             Ok(output) => {
                 self.attempts[idx] += 1;
                 let outcome = self.succeed(idx, output, end.elapsed);

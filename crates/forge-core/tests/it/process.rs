@@ -26,6 +26,18 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// Whether `pid` is gone within a moment (signal delivery and exit are asynchronous).
+fn gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 fn read_pid(path: &Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -88,7 +100,7 @@ async fn timeout_kills_child_and_grandchildren() {
     );
     let grandchild = read_pid(&dir.path().join("grandchild.pid"));
     assert!(
-        !alive(grandchild),
+        gone(grandchild),
         "grandchild {grandchild} survived the timeout"
     );
 }
@@ -109,10 +121,7 @@ async fn sigterm_ignored_means_sigkill_after_grace() {
     );
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     let grandchild = read_pid(&dir.path().join("grandchild.pid"));
-    assert!(
-        !alive(grandchild),
-        "grandchild {grandchild} survived SIGKILL"
-    );
+    assert!(gone(grandchild), "grandchild {grandchild} survived SIGKILL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +135,7 @@ async fn background_leftovers_are_stopped_when_the_child_exits() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let grandchild = read_pid(&dir.path().join("grandchild.pid"));
     assert!(
-        !alive(grandchild),
+        gone(grandchild),
         "grandchild {grandchild} outlived its attempt"
     );
 }
