@@ -155,3 +155,99 @@ async fn filters_by_kind_and_by_task() {
     );
     assert_eq!(collect(all).await, events);
 }
+
+/// One step of the differential test below.
+#[derive(Debug, Clone)]
+enum Op {
+    Publish(u8),
+    Subscribe { even_only: bool },
+    TryRecv(usize),
+    Close,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => any::<u8>().prop_map(Op::Publish),
+        1 => any::<bool>().prop_map(|even_only| Op::Subscribe { even_only }),
+        4 => (0usize..4).prop_map(Op::TryRecv),
+        1 => Just(Op::Close),
+    ]
+}
+
+/// What a raw broadcast receiver delivers, with the same subscriber-side filter.
+fn raw_try_recv(
+    rx: &mut tokio::sync::broadcast::Receiver<u8>,
+    even_only: bool,
+) -> Result<Delivery<u8>, TryRecvError> {
+    use tokio::sync::broadcast::error::TryRecvError as Raw;
+    loop {
+        return match rx.try_recv() {
+            Ok(n) if even_only && !n.is_multiple_of(2) => continue,
+            Ok(n) => Ok(Delivery::Event(n)),
+            Err(Raw::Lagged(missed)) => Ok(Delivery::Lagged(missed)),
+            Err(Raw::Empty) => Err(TryRecvError::Empty),
+            Err(Raw::Closed) => Err(TryRecvError::Closed),
+        };
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: crate::cases(256),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Differential: any sequence of publishes, subscribes, receives and closing gives the
+    /// same deliveries (events, lag counts, empty, closed) as raw `tokio::sync::broadcast`.
+    #[test]
+    fn the_bus_delivers_what_raw_broadcast_delivers(
+        capacity in 1usize..9,
+        ops in proptest::collection::vec(op_strategy(), 0..80),
+    ) {
+        let mut bus = Some(Bus::new(capacity));
+        let mut raw = Some(tokio::sync::broadcast::channel::<u8>(capacity).0);
+        let mut subs = Vec::new();
+        for op in ops {
+            match op {
+                Op::Publish(n) => {
+                    if let (Some(bus), Some(raw)) = (&bus, &raw) {
+                        let reached = bus.publish(n);
+                        proptest::prop_assert_eq!(reached, raw.send(n).unwrap_or(0));
+                    }
+                }
+                Op::Subscribe { even_only } => {
+                    if let (Some(bus), Some(raw)) = (&bus, &raw) {
+                        let sub = if even_only {
+                            bus.subscribe_filtered(|n: &u8| n.is_multiple_of(2))
+                        } else {
+                            bus.subscribe()
+                        };
+                        subs.push((sub, raw.subscribe(), even_only));
+                    }
+                }
+                Op::TryRecv(i) => {
+                    if let Some((sub, rx, even_only)) = subs.get_mut(i) {
+                        proptest::prop_assert_eq!(sub.try_recv(), raw_try_recv(rx, *even_only));
+                    }
+                }
+                Op::Close => {
+                    bus = None;
+                    raw = None;
+                }
+            }
+        }
+        // Drain everything that is left: still the same, down to the closing.
+        drop((bus, raw));
+        for (sub, rx, even_only) in &mut subs {
+            loop {
+                let got = sub.try_recv();
+                let closed = got == Err(TryRecvError::Closed);
+                proptest::prop_assert_eq!(got, raw_try_recv(rx, *even_only));
+                if closed {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -200,3 +200,79 @@ fn the_journal_is_shared_by_threads_and_numbers_are_unique() {
         assert_eq!(gens, (0..per_thread).collect::<Vec<_>>());
     }
 }
+
+/// The environment variable that turns the test below into the writer it kills.
+const CHILD_JOURNAL: &str = "FORGE_EVENTS_TEST_CHILD_JOURNAL";
+
+/// A real crash: a child process appends as fast as it can and prints the sequence number of
+/// every append that returned; it is killed with SIGKILL mid-stream. Every acknowledged record
+/// must be recovered, in order, with at most a torn tail after them.
+#[test]
+fn a_killed_writer_loses_no_acknowledged_record() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    if let Some(path) = std::env::var_os(CHILD_JOURNAL) {
+        // The child: append until killed.
+        let journal = Journal::create(Path::new(&path), FsyncPolicy::CommitPoints)
+            .expect("create journal in child");
+        let mut stdout = std::io::stdout().lock();
+        for generation in 0.. {
+            let event = TestEvent::Merged {
+                task: "x".repeat(generation as usize % 300),
+                generation,
+            };
+            let seq = journal.append(&event).expect("append in child");
+            writeln!(stdout, "ack {seq}").expect("report to parent");
+            stdout.flush().expect("flush to parent");
+        }
+        return;
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("journal.jsonl");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "journal::a_killed_writer_loses_no_acknowledged_record",
+            "--nocapture",
+        ])
+        .env(CHILD_JOURNAL, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the writer");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut acknowledged = 0u64;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read from the writer");
+        if let Some(seq) = line.strip_prefix("ack ") {
+            acknowledged = seq.parse().expect("a sequence number");
+            if acknowledged == 3_000 {
+                child.kill().expect("SIGKILL the writer");
+                break;
+            }
+        }
+    }
+    child.wait().expect("reap the writer");
+    assert_eq!(acknowledged, 3_000, "the writer died before it was killed");
+
+    let recovered = read_journal::<TestEvent>(&path).expect("read");
+    assert!(recovered.corrupt.is_empty(), "{:?}", recovered.corrupt);
+    let seqs: Vec<u64> = recovered.records.iter().map(|r| r.seq).collect();
+    assert!(
+        seqs.len() as u64 >= acknowledged,
+        "lost acknowledged records"
+    );
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    for (record, generation) in recovered.records.iter().zip(0u64..) {
+        let expected = TestEvent::Merged {
+            task: "x".repeat(generation as usize % 300),
+            generation,
+        };
+        assert_eq!(record.event, expected);
+    }
+    let journal =
+        Journal::<TestEvent>::open_append(&path, FsyncPolicy::CommitPoints).expect("reopen");
+    assert_eq!(journal.next_seq(), seqs.len() as u64 + 1);
+}
