@@ -28,6 +28,10 @@ pub enum FsyncPolicy {
     #[default]
     CommitPoints,
     /// Sync at commit points and after an append when the last sync is at least this old.
+    ///
+    /// The check runs on append, with no background thread: the last records before a pause
+    /// stay unsynced until the next append, [`Journal::sync`] or the journal's drop. Call
+    /// `sync` from a timer when a hard bound matters.
     Interval(Duration),
 }
 

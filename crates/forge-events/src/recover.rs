@@ -182,6 +182,12 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_ignored() {
+        let later = "{\"v\":1,\"seq\":1,\"ts_ms\":5,\"run\":\"r1\",\"event\":10}\n";
+        check(later, &[1], None, &[]);
+    }
+
+    #[test]
     fn newer_schema_versions_are_reported() {
         let v2 = "{\"v\":2,\"seq\":2,\"ts_ms\":6,\"event\":20}\n";
         let recovered = scan(

@@ -137,3 +137,35 @@ fn reading_a_missing_journal_names_it() {
             .starts_with("cannot open journal /nonexistent/forge/j.jsonl: ")
     );
 }
+
+#[test]
+fn each_policy_syncs_when_it_says() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let is_dirty = |journal: &Journal<u32>| journal.writer.lock().dirty;
+    let open = |name: &str, policy| {
+        Journal::<u32>::create(&dir.path().join(name), policy).expect("create")
+    };
+
+    let every = open("every", FsyncPolicy::EveryEvent);
+    every.append(&1).expect("append");
+    assert!(!is_dirty(&every), "every event is synced");
+
+    let commit = open("commit", FsyncPolicy::CommitPoints);
+    commit.append(&1).expect("append");
+    assert!(is_dirty(&commit), "plain appends wait for a commit point");
+    commit.append_commit_point(&2).expect("commit point");
+    assert!(!is_dirty(&commit), "a commit point syncs");
+    commit.append(&3).expect("append");
+    commit.sync().expect("sync");
+    assert!(!is_dirty(&commit), "sync syncs");
+
+    let soon = open("soon", FsyncPolicy::Interval(Duration::ZERO));
+    soon.append(&1).expect("append");
+    assert!(!is_dirty(&soon), "a zero interval is always due");
+
+    let later = open("later", FsyncPolicy::Interval(Duration::from_secs(3600)));
+    later.append(&1).expect("append");
+    assert!(is_dirty(&later), "an hour has not passed");
+    later.append_commit_point(&2).expect("commit point");
+    assert!(!is_dirty(&later), "commit points sync under every policy");
+}
