@@ -2,8 +2,6 @@
 //! and of a third automaton that accepts exactly the valid normalized paths (UTF-8, no
 //! empty, `.` or `..` component), so a witness is always a real path both patterns cover.
 
-use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use crate::pattern::{ByteSet, Nfa, Pattern};
@@ -11,8 +9,9 @@ use crate::pattern::{ByteSet, Nfa, Pattern};
 /// A path covered by both patterns, or `None` when no path is.
 ///
 /// The answer is exact for the whole supported syntax: it never misses an overlap and never
-/// reports one that does not exist. The witness is the shortest such path (ties broken
-/// towards lowercase letters), and it is covered by both patterns.
+/// reports one that does not exist. The witness is covered by both patterns: the literal
+/// itself when one pattern is a literal the other covers, else a shortest such path (ties
+/// broken towards lowercase letters).
 ///
 /// ```
 /// use forge_locks::{Pattern, overlap};
@@ -24,37 +23,67 @@ use crate::pattern::{ByteSet, Nfa, Pattern};
 /// # Ok::<(), forge_locks::PatternError>(())
 /// ```
 pub fn overlap(a: &Pattern, b: &Pattern) -> Option<String> {
-    if let Some(quick) = quick_overlap(a, b) {
-        return quick;
+    match quick_overlap(a, b) {
+        Quick::Disjoint => None,
+        Quick::Covered(p) if p.as_str() == "." => Some("a".to_owned()),
+        Quick::Covered(p) => Some(p.as_str().to_owned()),
+        Quick::Search => product_search(a.nfa(), b.nfa()),
     }
-    product_search(a.nfa(), b.nfa())
 }
 
-/// Whether the patterns overlap, without building a witness when a shortcut decides.
+/// Whether the patterns overlap; no witness is built when a shortcut decides.
 pub(crate) fn overlaps(a: &Pattern, b: &Pattern) -> bool {
     match quick_overlap(a, b) {
-        Some(answer) => answer.is_some(),
-        None => product_search(a.nfa(), b.nfa()).is_some(),
+        Quick::Disjoint => false,
+        Quick::Covered(_) => true,
+        Quick::Search => product_search(a.nfa(), b.nfa()).is_some(),
     }
 }
 
-/// Answers from the literal prefixes alone when they decide: prefixes that diverge mean
-/// disjoint; two literals overlap exactly when one is an ancestor of the other.
-fn quick_overlap(a: &Pattern, b: &Pattern) -> Option<Option<String>> {
+/// What the shortcuts decided.
+enum Quick<'a> {
+    Disjoint,
+    /// This literal path is covered by both.
+    Covered(&'a Pattern),
+    /// Only the product search can tell.
+    Search,
+}
+
+/// Answers without a product search when the patterns allow it: literal prefixes that
+/// diverge mean disjoint; two literals overlap exactly when one is an ancestor of the other;
+/// a glob against a literal is decided by running the glob on the literal's bytes, unless
+/// the glob stops there but could go on below it.
+fn quick_overlap<'a>(a: &'a Pattern, b: &'a Pattern) -> Quick<'a> {
     let (pa, pb) = (a.prefix(), b.prefix());
     let common = pa.len().min(pb.len());
     if pa[..common] != pb[..common] {
-        return Some(None);
+        return Quick::Disjoint;
     }
-    if a.is_literal() && b.is_literal() {
-        let deeper = if pa.len() >= pb.len() { a } else { b };
-        if deeper.as_str() == "." {
-            // Both are the root: any path will do.
-            return Some(Some("a".to_owned()));
-        }
-        return Some(Some(deeper.as_str().to_owned()));
+    match (a.is_literal(), b.is_literal()) {
+        (true, true) => Quick::Covered(if pa.len() >= pb.len() { a } else { b }),
+        (true, false) => literal_against_glob(a, b),
+        (false, true) => literal_against_glob(b, a),
+        (false, false) => Quick::Search,
     }
-    None
+}
+
+fn literal_against_glob<'a>(literal: &'a Pattern, glob: &Pattern) -> Quick<'a> {
+    if literal.as_str() == "." {
+        return Quick::Search;
+    }
+    let nfa = glob.nfa();
+    let states = nfa.run(vec![0], literal.as_str().as_bytes());
+    if states.is_empty() {
+        return Quick::Disjoint;
+    }
+    if nfa.accepts(&states) {
+        return Quick::Covered(literal);
+    }
+    if nfa.run(states, b"/").is_empty() {
+        Quick::Disjoint
+    } else {
+        Quick::Search
+    }
 }
 
 /// The valid-path automaton: component structure plus UTF-8 well-formedness.
@@ -118,16 +147,21 @@ type Node = (u32, u32, u8);
 /// Breadth-first search of the product automaton; returns the shortest accepted path.
 fn product_search(a: &Nfa, b: &Nfa) -> Option<String> {
     let dfa = path_dfa();
-    let start: Node = (0, 0, START);
-    // Parent links: node -> (parent node, byte).
-    let mut parent: HashMap<Node, (Node, u8)> = HashMap::new();
-    let mut queue: VecDeque<Node> = VecDeque::from([start]);
-    parent.insert(start, (start, 0));
-    while let Some(node @ (sa, sb, sv)) = queue.pop_front() {
+    let n_v = dfa.edges.len();
+    let index =
+        |(sa, sb, sv): Node| (sa as usize * b.states.len() + sb as usize) * n_v + usize::from(sv);
+    let mut seen = vec![false; a.states.len() * b.states.len() * n_v];
+    // The queue doubles as the parent table: (node, parent position, byte).
+    let mut queue: Vec<(Node, u32, u8)> = vec![((0, 0, START), u32::MAX, 0)];
+    seen[index((0, 0, START))] = true;
+    let mut head = 0;
+    while head < queue.len() {
+        let ((sa, sb, sv), _, _) = queue[head];
         let (state_a, state_b) = (&a.states[sa as usize], &b.states[sb as usize]);
         if state_a.accept && state_b.accept && sv == ACCEPT {
-            return Some(witness(&parent, start, node));
+            return Some(witness(&queue, head));
         }
+        let parent = u32::try_from(head).expect("product searches stay far below 2^32 states");
         for &(set_a, to_a) in &state_a.edges {
             for &(set_b, to_b) in &state_b.edges {
                 let both = set_a.intersect(set_b);
@@ -135,27 +169,28 @@ fn product_search(a: &Nfa, b: &Nfa) -> Option<String> {
                     continue;
                 }
                 for &(set_v, to_v) in &dfa.edges[usize::from(sv)] {
-                    let all = both.intersect(set_v);
-                    let Some(byte) = all.pick() else { continue };
                     let next = (to_a, to_b, to_v);
-                    if let std::collections::hash_map::Entry::Vacant(slot) = parent.entry(next) {
-                        slot.insert((node, byte));
-                        queue.push_back(next);
+                    let slot = &mut seen[index(next)];
+                    if *slot {
+                        continue;
+                    }
+                    if let Some(byte) = both.intersect(set_v).pick() {
+                        *slot = true;
+                        queue.push((next, parent, byte));
                     }
                 }
             }
         }
+        head += 1;
     }
     None
 }
 
-fn witness(parent: &HashMap<Node, (Node, u8)>, start: Node, end: Node) -> String {
+fn witness(queue: &[(Node, u32, u8)], mut at: usize) -> String {
     let mut bytes = Vec::new();
-    let mut at = end;
-    while at != start {
-        let (prev, byte) = parent[&at];
-        bytes.push(byte);
-        at = prev;
+    while queue[at].1 != u32::MAX {
+        bytes.push(queue[at].2);
+        at = queue[at].1 as usize;
     }
     bytes.reverse();
     String::from_utf8(bytes).expect("the path automaton accepts only UTF-8")

@@ -139,10 +139,7 @@ impl Owner {
     ///
     /// [`LockError::WouldBlock`] naming the owners it would wait for.
     pub fn try_acquire(&self, requests: &[(Pattern, Mode)]) -> Result<Guard, LockError> {
-        match self
-            .shared
-            .with(|s| s.request(self.id, requests.to_vec(), false))
-        {
+        match self.shared.with(|s| s.request(self.id, requests, false)) {
             Requested::Granted(keys) => Ok(self.guard(keys)),
             Requested::Failed(e) => Err(e),
             Requested::Queued(_) => unreachable!("a request that may not wait is never queued"),
@@ -246,7 +243,7 @@ impl Future for Acquire<'_> {
         assert!(!this.done, "Acquire polled after completion");
         let owner = this.owner;
         let result = owner.shared.with(|s| match this.seq {
-            None => match s.request(owner.id, std::mem::take(&mut this.requests), true) {
+            None => match s.request(owner.id, &this.requests, true) {
                 Requested::Granted(keys) => Some(Ok(keys)),
                 Requested::Failed(e) => Some(Err(e)),
                 Requested::Queued(seq) => {
@@ -316,15 +313,7 @@ impl Future for AcquireTimeout<'_> {
         if Pin::new(&mut this.sleep).poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let requests = this
-            .acquire
-            .owner
-            .shared
-            .lock()
-            .waits
-            .get(&this.acquire.seq.unwrap_or(u64::MAX))
-            .map(|w| w.items.clone())
-            .unwrap_or_default();
+        let requests = this.acquire.requests.clone();
         this.acquire.cancel();
         Poll::Ready(Err(LockError::Timeout {
             owner: this.acquire.owner.name.to_string(),
@@ -363,7 +352,9 @@ impl Snapshot {
             .collect();
         let mut waiters = Vec::new();
         let mut edges = Vec::new();
-        for w in state.waits.values() {
+        let mut queue: Vec<(&u64, &state::Wait)> = state.waits.iter().collect();
+        queue.sort_by_key(|(seq, _)| **seq);
+        for (_, w) in queue {
             let mut waits_for = w.blockers.clone();
             waits_for.sort_unstable();
             edges.extend(waits_for.iter().map(|&holder| crate::WaitFor {

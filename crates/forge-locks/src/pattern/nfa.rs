@@ -13,17 +13,17 @@ impl ByteSet {
     pub(crate) const ALL: ByteSet = ByteSet([u64::MAX; 4]);
 
     pub(crate) fn single(b: u8) -> ByteSet {
-        let mut set = ByteSet::EMPTY;
-        set.insert(b);
-        set
+        ByteSet::range(b, b)
     }
 
-    pub(crate) fn range(lo: u8, hi: u8) -> ByteSet {
-        let mut set = ByteSet::EMPTY;
-        for b in lo..=hi {
-            set.insert(b);
+    pub(crate) const fn range(lo: u8, hi: u8) -> ByteSet {
+        let mut words = [0u64; 4];
+        let mut b = lo as usize;
+        while b <= hi as usize {
+            words[b >> 6] |= 1 << (b & 63);
+            b += 1;
         }
-        set
+        ByteSet(words)
     }
 
     pub(crate) fn insert(&mut self, b: u8) {
@@ -51,14 +51,26 @@ impl ByteSet {
     }
 
     /// A representative byte, chosen to make witnesses readable: a lowercase letter, then a
-    /// digit, then other printable ASCII, then anything.
+    /// digit, then an uppercase letter, then other printable ASCII, then anything.
     pub(crate) fn pick(&self) -> Option<u8> {
-        (b'a'..=b'z')
-            .chain(b'0'..=b'9')
-            .chain(b'A'..=b'Z')
-            .chain(0x21..=0x7e)
-            .chain(0..=255)
-            .find(|&b| self.contains(b))
+        const PREFERRED: [ByteSet; 4] = [
+            ByteSet::range(b'a', b'z'),
+            ByteSet::range(b'0', b'9'),
+            ByteSet::range(b'A', b'Z'),
+            ByteSet::range(0x21, 0x7e),
+        ];
+        PREFERRED
+            .iter()
+            .find_map(|pref| self.intersect(*pref).first())
+            .or_else(|| self.first())
+    }
+
+    fn first(&self) -> Option<u8> {
+        self.0
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != 0)
+            .map(|(i, w)| u8::try_from(i * 64 + w.trailing_zeros() as usize).expect("a byte index"))
     }
 }
 
@@ -107,12 +119,13 @@ impl Nfa {
         b.finish(start, end)
     }
 
-    /// Whether the automaton accepts `input` (for tests and `covers` cross-checks).
-    #[cfg(test)]
-    pub(crate) fn matches(&self, input: &[u8]) -> bool {
-        let mut current = vec![0u32];
+    /// The states reached from `from` after reading `input` (empty when the automaton
+    /// rejects every continuation).
+    pub(crate) fn run(&self, from: Vec<u32>, input: &[u8]) -> Vec<u32> {
+        let mut current = from;
+        let mut next: Vec<u32> = Vec::new();
         for &byte in input {
-            let mut next: Vec<u32> = Vec::new();
+            next.clear();
             for &s in &current {
                 for &(set, to) in &self.states[s as usize].edges {
                     if set.contains(byte) && !next.contains(&to) {
@@ -121,11 +134,22 @@ impl Nfa {
                 }
             }
             if next.is_empty() {
-                return false;
+                return next;
             }
-            current = next;
+            std::mem::swap(&mut current, &mut next);
         }
-        current.iter().any(|&s| self.states[s as usize].accept)
+        current
+    }
+
+    /// Whether any of `states` accepts.
+    pub(crate) fn accepts(&self, states: &[u32]) -> bool {
+        states.iter().any(|&s| self.states[s as usize].accept)
+    }
+
+    /// Whether the automaton accepts `input`.
+    #[cfg(test)]
+    pub(crate) fn matches(&self, input: &[u8]) -> bool {
+        self.accepts(&self.run(vec![0], input))
     }
 }
 

@@ -2,7 +2,9 @@
 //! cycle back to its owner; fail the victim's request (lowest priority, then youngest owner)
 //! with a `Deadlock` naming the whole cycle, and repeat until no cycle is left.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use super::trie::FxHashSet;
 
 use super::state::{State, Wait};
 use crate::overlap::overlaps;
@@ -16,31 +18,48 @@ pub(crate) struct Edge {
     pub(crate) holder: u64,
 }
 
+/// Where a depth-first search stands in one owner's outgoing edges.
+struct Cursor {
+    owner: u64,
+    pending: usize,
+    blocker: usize,
+}
+
 impl State {
-    fn edges_of(&self, owner: u64) -> Vec<Edge> {
-        let Some(o) = self.owners.get(&owner) else {
-            return Vec::new();
-        };
-        let mut edges = Vec::new();
-        for &seq in &o.pending {
-            if let Some(w) = self.waits.get(&seq) {
-                edges.extend(w.blockers.iter().map(|&holder| Edge {
-                    waiter: owner,
+    /// The next wait-for edge out of `cursor.owner`, advancing the cursor.
+    fn next_edge(&self, cursor: &mut Cursor) -> Option<Edge> {
+        let owner = self.owners.get(&cursor.owner)?;
+        loop {
+            let seq = *owner.pending.get(cursor.pending)?;
+            if let Some(&holder) = self
+                .waits
+                .get(&seq)
+                .and_then(|w| w.blockers.get(cursor.blocker))
+            {
+                cursor.blocker += 1;
+                return Some(Edge {
+                    waiter: cursor.owner,
                     seq,
                     holder,
-                }));
+                });
             }
+            cursor.pending += 1;
+            cursor.blocker = 0;
         }
-        edges
     }
 
     /// A cycle of wait-for edges through `start`, if there is one (depth-first search).
     pub(crate) fn find_cycle(&self, start: u64) -> Option<Vec<Edge>> {
-        let mut visited: HashSet<u64> = HashSet::from([start]);
+        let mut visited: FxHashSet<u64> = FxHashSet::default();
+        visited.insert(start);
         let mut path: Vec<Edge> = Vec::new();
-        let mut stack: Vec<Vec<Edge>> = vec![self.edges_of(start)];
-        while let Some(frame) = stack.last_mut() {
-            let Some(edge) = frame.pop() else {
+        let mut stack: Vec<Cursor> = vec![Cursor {
+            owner: start,
+            pending: 0,
+            blocker: 0,
+        }];
+        while let Some(cursor) = stack.last_mut() {
+            let Some(edge) = self.next_edge(cursor) else {
                 stack.pop();
                 path.pop();
                 continue;
@@ -51,7 +70,11 @@ impl State {
             }
             if visited.insert(edge.holder) {
                 path.push(edge);
-                stack.push(self.edges_of(edge.holder));
+                stack.push(Cursor {
+                    owner: edge.holder,
+                    pending: 0,
+                    blocker: 0,
+                });
             }
         }
         None

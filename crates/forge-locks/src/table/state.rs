@@ -8,7 +8,9 @@
 //! that owner anyway, and waiting behind it would be a certain deadlock (this is what makes a
 //! lone reader's read -> write upgrade succeed while a writer is queued).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+
+use super::trie::{FxHashMap, FxHashSet};
 use std::task::Waker;
 
 use super::trie::{NodeId, Trie};
@@ -67,16 +69,49 @@ pub(crate) struct State {
     next_owner: u64,
     next_seq: u64,
     next_serial: u64,
-    pub(crate) owners: HashMap<u64, OwnerState>,
+    pub(crate) owners: FxHashMap<u64, OwnerState>,
     pub(crate) entries: Vec<Option<Entry>>,
     free_entries: Vec<u32>,
-    /// The queue, in arrival order.
-    pub(crate) waits: BTreeMap<u64, Wait>,
+    /// The queue, keyed by arrival order.
+    pub(crate) waits: FxHashMap<u64, Wait>,
     /// Results of queued requests that their future has not collected yet.
     pub(crate) outcomes: HashMap<u64, Result<Vec<EntryKey>, LockError>>,
     pub(crate) trie: Trie,
     /// Wakers of requests resolved under the lock, woken by the caller after unlocking.
     pub(crate) wakers: Vec<Waker>,
+}
+
+/// A set of ids: a plain vector while small, with a hash index once it grows (a request
+/// can wait for a thousand owners).
+#[derive(Default)]
+struct IdSet {
+    list: Vec<u64>,
+    index: Option<FxHashSet<u64>>,
+}
+
+impl IdSet {
+    fn contains(&self, x: u64) -> bool {
+        match &self.index {
+            Some(index) => index.contains(&x),
+            None => self.list.contains(&x),
+        }
+    }
+
+    fn insert(&mut self, x: u64) {
+        if self.contains(x) {
+            return;
+        }
+        self.list.push(x);
+        match &mut self.index {
+            Some(index) => {
+                index.insert(x);
+            }
+            None if self.list.len() > 16 => {
+                self.index = Some(self.list.iter().copied().collect());
+            }
+            None => {}
+        }
+    }
 }
 
 fn modes_conflict(a: Mode, b: Mode) -> bool {
@@ -129,10 +164,11 @@ impl State {
     }
 
     /// Which items the owner already holds (same or stronger mode, containing pattern).
+    /// Empty (meaning "none") when the owner holds nothing, which saves an allocation.
     fn reentrant(&self, owner: u64, items: &[(Pattern, Mode)]) -> Vec<bool> {
         let held = match self.owners.get(&owner) {
             Some(o) if !o.held.is_empty() => &o.held,
-            _ => return vec![false; items.len()],
+            _ => return Vec::new(),
         };
         items
             .iter()
@@ -172,10 +208,10 @@ impl State {
         items: &[(Pattern, Mode)],
         reentrant: &[bool],
     ) -> Vec<u64> {
-        let mut blockers: Vec<u64> = Vec::new();
-        let mut passed: Vec<u64> = Vec::new();
-        for ((pattern, mode), &skip) in items.iter().zip(reentrant) {
-            if skip {
+        let mut blockers = IdSet::default();
+        let mut passed = IdSet::default();
+        for (i, (pattern, mode)) in items.iter().enumerate() {
+            if reentrant.get(i).copied().unwrap_or(false) {
                 continue;
             }
             self.trie.visit(pattern.prefix(), |node| {
@@ -185,34 +221,34 @@ impl State {
                         .expect("filed entries exist");
                     if e.owner != owner
                         && modes_conflict(*mode, e.mode)
-                        && !blockers.contains(&e.owner)
+                        && !blockers.contains(e.owner)
                         && overlaps(pattern, &e.pattern)
                     {
-                        blockers.push(e.owner);
+                        blockers.insert(e.owner);
                     }
                 }
                 for &(s, item) in &node.queued {
-                    if s >= seq || passed.contains(&s) {
+                    if s >= seq || passed.contains(s) {
                         continue;
                     }
                     let w = &self.waits[&s];
                     let (wp, wm) = &w.items[item as usize];
                     if w.owner != owner
                         && modes_conflict(*mode, *wm)
-                        && !blockers.contains(&w.owner)
+                        && !blockers.contains(w.owner)
                         && overlaps(pattern, wp)
                     {
                         if self.waits_for_holdings_of(s, owner) {
-                            passed.push(s);
+                            passed.insert(s);
                         } else {
-                            blockers.push(w.owner);
+                            blockers.insert(w.owner);
                         }
                     }
                 }
                 true
             });
         }
-        blockers
+        blockers.list
     }
 
     /// Files new entries for `items` and returns their keys.
@@ -247,7 +283,8 @@ impl State {
             keys.push(EntryKey { idx, serial });
         }
         // Queued requests that conflict with the new locks now wait for this owner.
-        for (pattern, mode) in items {
+        let anything_queued = !self.waits.is_empty();
+        for (pattern, mode) in items.iter().filter(|_| anything_queued) {
             let mut newly: Vec<u64> = Vec::new();
             self.trie.visit(pattern.prefix(), |node| {
                 for &(s, item) in &node.queued {
@@ -292,14 +329,14 @@ impl State {
     pub(crate) fn request(
         &mut self,
         owner: u64,
-        items: Vec<(Pattern, Mode)>,
+        items: &[(Pattern, Mode)],
         may_wait: bool,
     ) -> Requested {
-        let reentrant = self.reentrant(owner, &items);
-        let blockers = self.blockers(owner, u64::MAX, &items, &reentrant);
+        let reentrant = self.reentrant(owner, items);
+        let blockers = self.blockers(owner, u64::MAX, items, &reentrant);
         let mut work = BTreeSet::new();
         if blockers.is_empty() {
-            let keys = self.grant(owner, &items, &mut work);
+            let keys = self.grant(owner, items, &mut work);
             self.settle(work);
             return Requested::Granted(keys);
         }
@@ -307,7 +344,7 @@ impl State {
             let blockers = blockers.iter().map(|&b| self.owner_name(b)).collect();
             return Requested::Failed(LockError::WouldBlock {
                 owner: self.owner_name(owner),
-                requests: items,
+                requests: items.to_vec(),
                 blockers,
             });
         }
@@ -333,7 +370,7 @@ impl State {
             seq,
             Wait {
                 owner,
-                items,
+                items: items.to_vec(),
                 reentrant,
                 nodes,
                 blockers,

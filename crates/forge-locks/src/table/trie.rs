@@ -3,7 +3,51 @@
 //! request only meets patterns filed at its ancestors or in its own subtree: disjoint parts of
 //! the repository never look at each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small, fast hasher for short keys (path components, owner ids); the keys come from the
+/// caller's own plan, so hash flooding is not a concern here.
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A hash map with [`FxHasher`].
+pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A hash set with [`FxHasher`].
+pub(crate) type FxHashSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
 
 /// Index of a node in the arena.
 pub(crate) type NodeId = u32;
@@ -12,8 +56,7 @@ pub(crate) type NodeId = u32;
 #[derive(Debug, Default)]
 pub(crate) struct Node {
     parent: NodeId,
-    name: Box<str>,
-    children: HashMap<Box<str>, NodeId>,
+    children: FxHashMap<Box<str>, NodeId>,
     /// Held entries (indexes into the entry slab).
     pub(crate) held: Vec<u32>,
     /// Queued items: (request sequence number, item index).
@@ -27,6 +70,9 @@ pub(crate) struct Node {
 pub(crate) struct Trie {
     nodes: Vec<Node>,
     free: Vec<NodeId>,
+    /// Live nodes whose subtree files nothing. They are kept so that locking the same path
+    /// again does not rebuild it, and swept once they outnumber the rest.
+    n_empty: usize,
 }
 
 impl Default for Trie {
@@ -34,6 +80,7 @@ impl Default for Trie {
         Trie {
             nodes: vec![Node::default()],
             free: Vec::new(),
+            n_empty: 0,
         }
     }
 }
@@ -43,14 +90,13 @@ impl Trie {
     /// ancestors raised by one (the caller files one thing there).
     pub(crate) fn file(&mut self, prefix: &[Box<str>]) -> NodeId {
         let mut at: NodeId = 0;
-        self.nodes[0].count += 1;
+        self.raise(0);
         for name in prefix {
             let next = match self.nodes[at as usize].children.get(name) {
                 Some(&child) => child,
                 None => {
                     let node = Node {
                         parent: at,
-                        name: name.clone(),
                         ..Node::default()
                     };
                     let child = match self.free.pop() {
@@ -65,13 +111,22 @@ impl Trie {
                         }
                     };
                     self.nodes[at as usize].children.insert(name.clone(), child);
+                    self.n_empty += 1;
                     child
                 }
             };
             at = next;
-            self.nodes[at as usize].count += 1;
+            self.raise(at);
         }
         at
+    }
+
+    fn raise(&mut self, id: NodeId) {
+        let node = &mut self.nodes[id as usize];
+        if node.count == 0 && id != 0 {
+            self.n_empty -= 1;
+        }
+        node.count += 1;
     }
 
     pub(crate) fn add_held(&mut self, prefix: &[Box<str>], entry: u32) -> NodeId {
@@ -102,22 +157,52 @@ impl Trie {
         }
     }
 
-    /// Lowers the counts from `node` to the root, freeing nodes whose subtree is empty.
+    /// Lowers the counts from `node` to the root; sweeps empty nodes when they pile up.
     fn unfile(&mut self, mut node: NodeId) {
         loop {
             let n = &mut self.nodes[node as usize];
             n.count -= 1;
-            let parent = n.parent;
             if n.count == 0 && node != 0 {
-                let name = std::mem::take(&mut n.name);
-                n.children = HashMap::new();
-                self.nodes[parent as usize].children.remove(&name);
-                self.free.push(node);
+                self.n_empty += 1;
             }
             if node == 0 {
                 break;
             }
-            node = parent;
+            node = n.parent;
+        }
+        let n_live = self.nodes.len() - self.free.len();
+        if self.n_empty > 1024 && self.n_empty * 2 > n_live {
+            self.sweep();
+        }
+    }
+
+    /// Frees every node whose subtree files nothing.
+    fn sweep(&mut self) {
+        let mut stack: Vec<NodeId> = vec![0];
+        while let Some(id) = stack.pop() {
+            let children: Vec<(Box<str>, NodeId)> = self.nodes[id as usize]
+                .children
+                .iter()
+                .map(|(k, &v)| (k.clone(), v))
+                .collect();
+            for (name, child) in children {
+                if self.nodes[child as usize].count == 0 {
+                    self.nodes[id as usize].children.remove(&name);
+                    self.free_subtree(child);
+                } else {
+                    stack.push(child);
+                }
+            }
+        }
+        self.n_empty = 0;
+    }
+
+    fn free_subtree(&mut self, root: NodeId) {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let node = std::mem::take(&mut self.nodes[id as usize]);
+            stack.extend(node.children.values().copied());
+            self.free.push(id);
         }
     }
 
@@ -154,10 +239,10 @@ impl Trie {
         }
     }
 
-    /// Number of live nodes (for tests).
+    /// Number of nodes that file something (for tests).
     #[cfg(test)]
     pub(crate) fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
+        self.nodes.len() - self.free.len() - self.n_empty
     }
 }
 
