@@ -49,11 +49,20 @@ struct ReadyKey {
 /// What one attempt's tokio task hands back.
 struct AttemptEnd {
     idx: u32,
+    /// The error was made here, without the task's name (the coordinator adds it): the
+    /// executor panicked, or did not stop after its timeout.
+    unnamed_error: bool,
     /// `None` when the attempt's future was dropped before it finished (aborted after the
     /// stop grace period).
     result: Option<Result<ExecOutput, ExecError>>,
     timed_out: bool,
     elapsed: Duration,
+}
+
+/// What every attempt's tokio task shares: one reference count per attempt, not one per part.
+struct Shared {
+    runner: Arc<dyn AttemptRunner>,
+    done: mpsc::UnboundedSender<AttemptEnd>,
 }
 
 /// Sends the attempt's end to the coordinator when dropped, so an aborted attempt reports too.
@@ -67,6 +76,7 @@ impl Drop for Report<'_> {
     fn drop(&mut self) {
         let end = self.end.take().unwrap_or(AttemptEnd {
             idx: self.idx,
+            unnamed_error: false,
             result: None,
             timed_out: false,
             elapsed: Duration::ZERO,
@@ -95,7 +105,6 @@ pub(super) struct Coordinator<'p> {
     /// Child of `run_cancel`; cancelled to stop every attempt (fail-fast or cancel).
     attempts_token: CancellationToken,
     bus: Option<EventBus>,
-    runner: Arc<dyn AttemptRunner>,
     workdir: Arc<Path>,
 
     executors: Vec<Arc<dyn Executor>>,
@@ -121,8 +130,8 @@ pub(super) struct Coordinator<'p> {
     running: usize,
     /// Handles of running attempts by task, to abort them after the stop grace period.
     handles: Vec<Option<JoinHandle<()>>>,
-    /// Attempts report here when they end (see [`Report`]).
-    done_tx: Arc<mpsc::UnboundedSender<AttemptEnd>>,
+    /// The runner and the channel attempts report on when they end (see [`Report`]).
+    shared: Arc<Shared>,
     done_rx: mpsc::UnboundedReceiver<AttemptEnd>,
     stop: Option<Stop>,
     stop_deadline: Option<Instant>,
@@ -205,7 +214,6 @@ impl<'p> Coordinator<'p> {
             run_cancel: options.cancel,
             attempts_token,
             bus: options.bus,
-            runner: options.runner.unwrap_or_else(|| Arc::new(DirectRunner)),
             workdir: Arc::from(options.workdir.as_path()),
             executors: executor_list,
             executor_names,
@@ -227,7 +235,10 @@ impl<'p> Coordinator<'p> {
             timers: BinaryHeap::new(),
             running: 0,
             handles: (0..n_tasks).map(|_| None).collect(),
-            done_tx: Arc::new(done_tx),
+            shared: Arc::new(Shared {
+                runner: options.runner.unwrap_or_else(|| Arc::new(DirectRunner)),
+                done: done_tx,
+            }),
             done_rx,
             stop: None,
             stop_deadline: None,
@@ -391,42 +402,46 @@ impl<'p> Coordinator<'p> {
             executor: self.executors[self.task_executor[idx] as usize].clone(),
             workdir: self.workdir.clone(),
         };
-        let runner = self.runner.clone();
+        let shared = self.shared.clone();
         let grace = self.stop_grace;
-        let done = self.done_tx.clone();
         let task_idx = idx as u32;
         let handle = tokio::spawn(async move {
             let mut report = Report {
-                done: &done,
+                done: &shared.done,
                 idx: task_idx,
                 end: None,
             };
             let started = Instant::now();
-            let task = ctx.task.clone();
-            let attempt = AssertUnwindSafe(runner.run_attempt(ctx)).catch_unwind();
+            let attempt = AssertUnwindSafe(shared.runner.run_attempt(ctx)).catch_unwind();
             let (result, timed_out) = match (timeout, timeout_cancel) {
                 (Some(limit), Some(cancel)) => {
                     let mut attempt = std::pin::pin!(attempt);
                     match tokio::time::timeout(limit, &mut attempt).await {
-                        Ok(result) => (flatten_panic(&task.id, result), false),
+                        Ok(result) => (result, false),
                         Err(_) => {
                             cancel.cancel();
-                            let result = match tokio::time::timeout(grace, attempt).await {
-                                Ok(result) => flatten_panic(&task.id, result),
-                                Err(_) => Err(ExecError::fatal(format!(
-                                    "task `{}`: attempt did not stop within {grace:?} of its \
-                                     timeout of {limit:?}",
-                                    task.id
-                                ))),
-                            };
-                            (result, true)
+                            match tokio::time::timeout(grace, attempt).await {
+                                Ok(result) => (result, true),
+                                Err(_) => {
+                                    let error = ExecError::fatal(format!(
+                                        "attempt did not stop within {grace:?} of its timeout \
+                                         of {limit:?}"
+                                    ));
+                                    (Err(Box::new(error) as Box<dyn std::any::Any + Send>), true)
+                                }
+                            }
                         }
                     }
                 }
-                _ => (flatten_panic(&task.id, attempt.await), false),
+                _ => (attempt.await, false),
+            };
+            let (result, unnamed_error) = match result {
+                Ok(result) => (result, false),
+                Err(payload) => (Err(unnamed_error(payload.as_ref())), true),
             };
             report.end = Some(AttemptEnd {
                 idx: task_idx,
+                unnamed_error,
                 result: Some(result),
                 timed_out,
                 elapsed: started.elapsed(),
@@ -441,10 +456,20 @@ impl<'p> Coordinator<'p> {
         // Dropping the handle of a finished task only detaches it.
         self.handles[idx] = None;
         self.release_resources(idx);
-        let Some(result) = end.result else {
+        let Some(mut result) = end.result else {
             // Aborted after the stop grace: swept as cancelled at the end.
             return;
         };
+        if end.unnamed_error {
+            // Made in the attempt's task without the task's name (keeps the hot path lean).
+            if let Err(error) = &mut result {
+                *error = ExecError::new(
+                    error.class(),
+                    format!("task `{}`: {}", self.plan.task(idx).id, error.message()),
+                )
+                .with_output_tail(error.output_tail());
+            }
+        }
         if self.stop.is_some() {
             self.attempts[idx] += 1;
             let outcome = match result {
@@ -688,20 +713,18 @@ fn progress_sink(bus: EventBus, task: String, attempt: u32) -> ProgressSink {
     })
 }
 
-fn flatten_panic(
-    task: &str,
-    result: Result<Result<ExecOutput, ExecError>, Box<dyn std::any::Any + Send>>,
-) -> Result<ExecOutput, ExecError> {
-    result.unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
-        Err(ExecError::fatal(format!(
-            "task `{task}`: executor panicked: {message}"
-        )))
-    })
+/// The error for a panic payload; an [`ExecError`] payload is the error of an attempt that
+/// did not stop after its timeout.
+fn unnamed_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
+    if let Some(error) = payload.downcast_ref::<ExecError>() {
+        return error.clone();
+    }
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    ExecError::fatal(format!("executor panicked: {message}"))
 }
 
 fn millis(duration: Duration) -> u64 {
