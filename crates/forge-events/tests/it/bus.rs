@@ -58,7 +58,7 @@ fn a_subscriber_that_never_reads_does_not_slow_publishers_and_sees_lagged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_per_publisher_is_preserved_for_concurrent_subscribers() {
     let n_publishers = 3;
-    let per_publisher = 2_000;
+    let per_publisher = crate::per_publisher(2_000);
     let bus = Bus::new(n_publishers * per_publisher);
     let subscribers: Vec<_> = (0..4)
         .map(|_| {

@@ -29,7 +29,7 @@ fn take(sub: &mut forge_events::Subscription<(usize, usize)>, n: usize) -> Vec<(
 #[test]
 fn snapshot_then_stream_is_the_full_stream_under_concurrent_publishing() {
     let n_publishers = 3;
-    let per_publisher = 3_000;
+    let per_publisher = crate::per_publisher(3_000);
     let total = n_publishers * per_publisher;
     let live = Live::new(Seen::default(), total);
     let views = std::thread::scope(|scope| {

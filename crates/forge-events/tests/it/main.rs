@@ -6,13 +6,19 @@ mod live;
 
 use serde::{Deserialize, Serialize};
 
+/// Whether the long soak runs were asked for (`FORGE_SOAK=1`).
+fn soak() -> bool {
+    std::env::var_os("FORGE_SOAK").is_some()
+}
+
 /// Property-test cases: `default`, or 50 times more with `FORGE_SOAK=1`.
 pub(crate) fn cases(default: u32) -> u32 {
-    if std::env::var_os("FORGE_SOAK").is_some() {
-        default * 50
-    } else {
-        default
-    }
+    if soak() { default * 50 } else { default }
+}
+
+/// Events per publisher in the threaded tests: `default`, or 20 times more when soaking.
+pub(crate) fn per_publisher(default: usize) -> usize {
+    if soak() { default * 20 } else { default }
 }
 
 /// An event type shaped like forge's own: tagged, with strings and numbers.
