@@ -175,9 +175,9 @@ fn parse_long<'a>(
     Ok(())
 }
 
-/// git's `OPT_INTEGER`: any integer, where 0 or less means the default.
+/// git's `OPT_INTEGER`: an `int`, where 0 or less means the default.
 fn parse_marker_size(v: &str) -> Result<usize, String> {
-    let n: i64 = v
+    let n: i32 = v
         .parse()
         .map_err(|_| format!("option `marker-size' expects an integer value, not `{v}'"))?;
     Ok(usize::try_from(n).unwrap_or(0))
