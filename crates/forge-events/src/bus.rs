@@ -40,6 +40,8 @@ impl<E: Clone + Send + Sync + 'static> Bus<E> {
     /// A bus that keeps up to `capacity` events for each subscriber that falls behind.
     ///
     /// The capacity is rounded up to a power of two (as tokio does), and 0 is treated as 1.
+    /// The ring is allocated at once (one slot per event kept), so choose thousands, not
+    /// billions.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         // tokio's own limit is usize::MAX / 2; no real bus comes near it.
