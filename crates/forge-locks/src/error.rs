@@ -1,6 +1,7 @@
 //! `LockError` and the `Deadlock` report.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Mode, Pattern};
@@ -47,7 +48,7 @@ pub struct Deadlock {
     /// the first.
     pub cycle: Vec<WaitStep>,
     /// The owner whose acquire failed (lowest priority, then youngest, in the cycle).
-    pub victim: String,
+    pub victim: Arc<str>,
 }
 
 /// One edge of a deadlock cycle: `waiter` wants `wants`, which conflicts with `holds` of
@@ -55,11 +56,11 @@ pub struct Deadlock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitStep {
     /// The waiting owner's name.
-    pub waiter: String,
+    pub waiter: Arc<str>,
     /// The requests of the waiter that conflict with the holder.
     pub wants: Vec<(Pattern, Mode)>,
     /// The owner it waits for.
-    pub holder: String,
+    pub holder: Arc<str>,
     /// The holder's locks (or queued requests) that conflict.
     pub holds: Vec<(Pattern, Mode)>,
 }

@@ -93,7 +93,7 @@ impl State {
                 .expect("a cycle has at least one edge");
             let report = Deadlock {
                 cycle: cycle.iter().map(|e| self.step(e)).collect(),
-                victim: self.owner_name(victim.waiter),
+                victim: self.owner_arc(victim.waiter),
             };
             self.fail(victim.seq, LockError::Deadlock(report), work);
         }
@@ -103,54 +103,57 @@ impl State {
     /// (or has queued ahead of it).
     fn step(&self, edge: &Edge) -> WaitStep {
         let wait: &Wait = &self.waits[&edge.seq];
-        let mut theirs: Vec<(Pattern, Mode)> = Vec::new();
+        let conflicts = |a: &(Pattern, Mode), b: &(Pattern, Mode)| {
+            (a.1 == Mode::Write || b.1 == Mode::Write) && overlaps(&a.0, &b.0)
+        };
+        let mut holds: Vec<(Pattern, Mode)> = Vec::new();
+        // Which of the waiter's items conflict (a bit mask: requests are small, and a request
+        // of more than 64 items just reports them all).
+        let mut wanted: u64 = 0;
+        let mut consider = |theirs: &(Pattern, Mode), holds: &mut Vec<(Pattern, Mode)>| {
+            let mut hit = false;
+            for (i, w) in wait.items.iter().enumerate() {
+                if conflicts(w, theirs) {
+                    wanted |= 1u64
+                        .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+                        .unwrap_or(0);
+                    hit = true;
+                }
+            }
+            if hit && !holds.contains(theirs) {
+                holds.push(theirs.clone());
+            }
+        };
         if let Some(o) = self.owners.get(&edge.holder) {
             for &e in &o.held {
                 let e = self.entries[e as usize]
                     .as_ref()
                     .expect("held entries exist");
-                theirs.push((e.pattern.clone(), e.mode));
+                consider(&(e.pattern.clone(), e.mode), &mut holds);
             }
-            let holds_conflict = theirs.iter().any(|t| {
-                wait.items
-                    .iter()
-                    .any(|w| (w.1 == Mode::Write || t.1 == Mode::Write) && overlaps(&w.0, &t.0))
-            });
-            if !holds_conflict {
+            if holds.is_empty() {
                 // A queue-order edge: the holder's earlier request is what is in the way.
-                theirs.clear();
-                for seq in &o.pending {
-                    if *seq < edge.seq {
-                        theirs.extend(self.waits[seq].items.iter().cloned());
+                for seq in o.pending.iter().filter(|&&s| s < edge.seq) {
+                    for item in &self.waits[seq].items {
+                        consider(item, &mut holds);
                     }
                 }
             }
         }
-        let conflicts = |a: &(Pattern, Mode), b: &(Pattern, Mode)| {
-            (a.1 == Mode::Write || b.1 == Mode::Write) && overlaps(&a.0, &b.0)
+        let wants: Vec<(Pattern, Mode)> = if wanted != 0 && wait.items.len() <= 64 {
+            let picked = wait
+                .items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| wanted & (1 << i) != 0);
+            picked.map(|(_, item)| item.clone()).collect()
+        } else {
+            wait.items.clone()
         };
-        let mut wants: Vec<(Pattern, Mode)> = wait
-            .items
-            .iter()
-            .filter(|w| theirs.iter().any(|t| conflicts(w, t)))
-            .cloned()
-            .collect();
-        let mut holds: Vec<(Pattern, Mode)> = theirs
-            .iter()
-            .filter(|t| wait.items.iter().any(|w| conflicts(w, t)))
-            .cloned()
-            .collect();
-        if wants.is_empty() {
-            wants = wait.items.clone();
-        }
-        if holds.is_empty() {
-            holds = theirs;
-        }
-        holds.dedup();
         WaitStep {
-            waiter: self.owner_name(edge.waiter),
+            waiter: self.owner_arc(edge.waiter),
             wants,
-            holder: self.owner_name(edge.holder),
+            holder: self.owner_arc(edge.holder),
             holds,
         }
     }

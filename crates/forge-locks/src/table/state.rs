@@ -151,6 +151,14 @@ impl State {
         id
     }
 
+    /// The owner's name, shared (no copy).
+    pub(crate) fn owner_arc(&self, owner: u64) -> std::sync::Arc<str> {
+        self.owners.get(&owner).map_or_else(
+            || std::sync::Arc::from(format!("#{owner}")),
+            |o| o.name.clone(),
+        )
+    }
+
     pub(crate) fn owner_name(&self, owner: u64) -> String {
         self.owners
             .get(&owner)

@@ -109,7 +109,7 @@ fn two_readers_upgrading_is_a_reported_deadlock() {
     let mut ub = b.acquire(&[w("f")]);
     match poll(&mut ub) {
         Poll::Ready(Err(LockError::Deadlock(d))) => {
-            assert_eq!(d.victim, "b");
+            assert_eq!(&*d.victim, "b");
             assert_eq!(
                 d.to_string(),
                 "deadlock: task b (writes f) waits for task a (reads f), \

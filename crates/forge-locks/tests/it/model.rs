@@ -299,7 +299,7 @@ fn run(priorities: &[i64], ops: &[Op]) -> Result<(), TestCaseError> {
                 owner,
                 deadlock
             );
-            prop_assert_eq!(&deadlock.victim, &format!("o{owner}"));
+            prop_assert_eq!(deadlock.victim.to_string(), format!("o{owner}"));
             let n = deadlock.cycle.len();
             for i in 0..n {
                 prop_assert_eq!(
