@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,27 @@ use crate::paths::{self, Ignores};
 use crate::staging::Inner;
 use crate::sys;
 use crate::types::{ChangeSet, Entry, EntryKind, RejectReason};
+
+/// A fast, non-cryptographic hasher for the snapshot's path keys (FxHash's mixing step):
+/// the walk looks up every path of the view, and the keys are not attacker-chosen in a way
+/// that matters for a per-view table.
+#[derive(Default)]
+struct PathHasher(u64);
+
+impl Hasher for PathHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// What a view's entry looked like right after it was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +60,28 @@ impl Stat {
         })
     }
 
+    /// The same from a raw `stat` result.
+    fn of_raw(st: &rustix::fs::Stat) -> Option<Stat> {
+        let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => EntryKind::File,
+            rustix::fs::FileType::Directory => EntryKind::Dir,
+            rustix::fs::FileType::Symlink => EntryKind::Symlink,
+            _ => return None,
+        };
+        Some(Stat {
+            kind,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+            mode: st.st_mode,
+        })
+    }
+
     /// Whether `meta` shows the entry untouched. The ctime cannot be set by a process, so
     /// a write that restores size and mtime is still caught.
-    fn unchanged(&self, meta: &fs::Metadata) -> bool {
-        Stat::of(meta).is_some_and(|now| {
+    fn unchanged(&self, now: Option<Stat>) -> bool {
+        now.is_some_and(|now| {
             now.kind == self.kind
                 && (self.kind == EntryKind::Dir
                     || (now.ino == self.ino
@@ -57,7 +97,7 @@ impl Stat {
 /// for the walk's "seen" marks.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    entries: HashMap<String, (u32, Stat)>,
+    entries: HashMap<String, (u32, Stat), BuildHasherDefault<PathHasher>>,
     next_slot: u32,
 }
 
@@ -241,34 +281,58 @@ fn read_one_dir(
     found: &mut Found,
     subdirs: &mut Vec<String>,
 ) -> Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
     let disk_dir = tree.join(dir);
-    for item in fs::read_dir(&disk_dir).map_err(StagingError::io("read dir", &disk_dir))? {
-        let item = item.map_err(StagingError::io("read dir", &disk_dir))?;
-        let name = item.file_name();
-        let Some(name_str) = name.to_str() else {
-            found
-                .rejected
-                .push((lossy(dir, &name), RejectReason::NonUtf8Name));
-            continue;
-        };
-        if ignores.is_ignored_child(dir, name_str) {
+    let io_err = |op| StagingError::io(op, &disk_dir);
+    let fd = rustix::fs::open(
+        &disk_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open dir")(e.into()))?;
+    let mut entries = rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("read dir")(e.into()))?;
+    // One buffer for every child's path: no allocation per unchanged entry.
+    let mut path = String::with_capacity(dir.len() + 64);
+    path.push_str(dir);
+    if !dir.is_empty() {
+        path.push('/');
+    }
+    let prefix_len = path.len();
+    while let Some(entry) = entries.read() {
+        let entry = entry.map_err(|e| io_err("read dir")(e.into()))?;
+        let name_c = entry.file_name();
+        let bytes = name_c.to_bytes();
+        if bytes == b"." || bytes == b".." {
             continue;
         }
-        let path = paths::join(dir, name_str);
-        // statx relative to the directory: no path walk from the root.
-        let meta = item
-            .metadata()
-            .map_err(StagingError::io("stat", item.path()))?;
+        let Ok(name) = std::str::from_utf8(bytes) else {
+            let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes);
+            found
+                .rejected
+                .push((lossy(dir, name), RejectReason::NonUtf8Name));
+            continue;
+        };
+        if ignores.is_ignored_child(dir, name) {
+            continue;
+        }
+        path.truncate(prefix_len);
+        path.push_str(name);
+        // fstatat relative to the directory: no path walk from the root.
+        let now = rustix::fs::statat(&fd, name_c, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StagingError::io("stat", tree.join(&path))(e.into()))?;
+        let now = Stat::of_raw(&now);
         let before = snapshot.entries.get(path.as_str());
         if let Some((slot, _)) = before {
             found.seen.push(*slot);
         }
-        let unchanged = before.is_some_and(|(_, st)| st.unchanged(&meta));
-        if meta.is_dir() {
+        let unchanged = before.is_some_and(|(_, st)| st.unchanged(now));
+        if now.is_some_and(|st| st.kind == EntryKind::Dir) {
             subdirs.push(path.clone());
         }
         if !unchanged {
-            found.changed.push((path, item.path(), meta));
+            let disk = tree.join(&path);
+            let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+            found.changed.push((path.clone(), disk, meta));
         }
     }
     Ok(())
