@@ -15,7 +15,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::timer::Sleep;
 use crate::{LockError, Mode, Pattern, Snapshot};
-use state::{EntryKey, Requested, State};
+use state::{Keys, Requested, State};
 
 /// A table of read/write locks on path patterns.
 ///
@@ -163,7 +163,7 @@ impl Owner {
         }
     }
 
-    fn guard(&self, entries: Vec<EntryKey>) -> Guard {
+    fn guard(&self, entries: Keys) -> Guard {
         Guard {
             shared: self.shared.clone(),
             entries,
@@ -181,7 +181,7 @@ impl Drop for Owner {
 #[must_use = "the locks are released when the guard is dropped"]
 pub struct Guard {
     shared: Arc<Shared>,
-    entries: Vec<EntryKey>,
+    entries: Keys,
 }
 
 impl Guard {
@@ -190,27 +190,27 @@ impl Guard {
 
     /// How many locks this guard holds (one per requested pattern).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.as_slice().len()
     }
 
     /// Whether the guard holds nothing (an empty request).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.as_slice().is_empty()
     }
 }
 
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("locks", &self.entries.len())
+            .field("locks", &self.entries.as_slice().len())
             .finish()
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if !self.entries.is_empty() {
-            self.shared.with(|s| s.release(&self.entries));
+        if !self.entries.as_slice().is_empty() {
+            self.shared.with(|s| s.release(self.entries.as_slice()));
         }
     }
 }

@@ -24,6 +24,23 @@ pub(crate) struct EntryKey {
     pub(crate) serial: u64,
 }
 
+/// The keys of one grant: inline for the common single-lock request, so that an
+/// uncontended acquire does not allocate for them.
+#[derive(Debug)]
+pub(crate) enum Keys {
+    One(EntryKey),
+    Many(Vec<EntryKey>),
+}
+
+impl Keys {
+    pub(crate) fn as_slice(&self) -> &[EntryKey] {
+        match self {
+            Keys::One(key) => std::slice::from_ref(key),
+            Keys::Many(keys) => keys,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) owner: u64,
@@ -59,7 +76,7 @@ pub(crate) struct Wait {
 
 /// What happened to a request.
 pub(crate) enum Requested {
-    Granted(Vec<EntryKey>),
+    Granted(Keys),
     Queued(u64),
     Failed(LockError),
 }
@@ -75,7 +92,7 @@ pub(crate) struct State {
     /// The queue, keyed by arrival order.
     pub(crate) waits: FxHashMap<u64, Wait>,
     /// Results of queued requests that their future has not collected yet.
-    pub(crate) outcomes: HashMap<u64, Result<Vec<EntryKey>, LockError>>,
+    pub(crate) outcomes: HashMap<u64, Result<Keys, LockError>>,
     pub(crate) trie: Trie,
     /// Wakers of requests resolved under the lock, woken by the caller after unlocking.
     pub(crate) wakers: Vec<Waker>,
@@ -260,13 +277,9 @@ impl State {
     }
 
     /// Files new entries for `items` and returns their keys.
-    fn grant(
-        &mut self,
-        owner: u64,
-        items: &[(Pattern, Mode)],
-        work: &mut BTreeSet<u64>,
-    ) -> Vec<EntryKey> {
-        let mut keys = Vec::with_capacity(items.len());
+    fn grant(&mut self, owner: u64, items: &[(Pattern, Mode)], work: &mut BTreeSet<u64>) -> Keys {
+        let mut keys = Vec::new();
+        let mut first = None;
         for (pattern, mode) in items {
             let serial = self.next_serial;
             self.next_serial += 1;
@@ -288,7 +301,12 @@ impl State {
             if let Some(o) = self.owners.get_mut(&owner) {
                 o.held.push(idx);
             }
-            keys.push(EntryKey { idx, serial });
+            let key = EntryKey { idx, serial };
+            if first.is_none() {
+                first = Some(key);
+            } else {
+                keys.push(key);
+            }
         }
         // Queued requests that conflict with the new locks now wait for this owner.
         let anything_queued = !self.waits.is_empty();
@@ -317,7 +335,13 @@ impl State {
         if let Some(o) = self.owners.get(&owner) {
             work.extend(o.pending.iter().copied());
         }
-        keys
+        match (first, keys.is_empty()) {
+            (Some(key), true) => Keys::One(key),
+            (first, _) => {
+                keys.splice(0..0, first);
+                Keys::Many(keys)
+            }
+        }
     }
 
     fn add_edge(&mut self, seq: u64, blocker: u64, work: &mut BTreeSet<u64>) {
@@ -441,7 +465,7 @@ impl State {
     pub(crate) fn cancel(&mut self, seq: u64) {
         if let Some(outcome) = self.outcomes.remove(&seq) {
             if let Ok(keys) = outcome {
-                self.release(&keys);
+                self.release(keys.as_slice());
             }
             return;
         }
