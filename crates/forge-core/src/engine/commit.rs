@@ -179,7 +179,10 @@ fn commit_layer(
         generation: head + 1,
     })?;
     let generation = staging.commit(layer)?;
-    journal.append_commit_point(&Event::TaskMerged {
+    // No fsync needed here: if this record is lost, resume finds `commit_started` (fsynced
+    // above) and layer `generation` in staging, and rolls the commit forward. Saves one fsync
+    // (2.5-5 ms on this kind of disk) per commit, and commits are serialized.
+    journal.append(&Event::TaskMerged {
         task: task.to_owned(),
         generation,
         paths: layer.len(),
