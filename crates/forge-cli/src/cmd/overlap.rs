@@ -36,3 +36,23 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(first: &str, second: &str) -> ExitCode {
+        run(Args {
+            first: first.to_owned(),
+            second: second.to_owned(),
+        })
+    }
+
+    #[test]
+    fn exit_status_follows_the_answer() {
+        assert_eq!(status("src/**", "src/api"), ExitCode::SUCCESS);
+        assert_eq!(status("src/*.rs", "docs/*.md"), ExitCode::from(1));
+        assert_eq!(status("/etc", "src"), ExitCode::from(2));
+        assert_eq!(status("src", "a/[b"), ExitCode::from(2));
+    }
+}
