@@ -50,6 +50,15 @@ pub enum PatternError {
 /// a literal path covers itself and everything below it; a glob covers exactly the paths it
 /// matches under `globset`'s rules with literal separators (`*`, `?` never cross `/`; `**`
 /// spans whole components). Cloning is cheap: the compiled form is shared.
+///
+/// Supported glob syntax, exactly as globset reads it: `*`, `?`, `**` (recursive only as a
+/// whole component: `**/x`, `x/**`, `x/**/y`; elsewhere it is `*`), classes `[ab]`, `[a-z]`,
+/// `[!a]` / `[^a]`, alternatives `{a,b}` (which may nest and hold `/`), and `\` escapes.
+/// Where globset differs from intuition, forge follows globset, so that a pattern means the
+/// same thing in both: a negated class such as `[!a]` also matches `/` (classes are byte
+/// sets), `?` and classes match one byte (not one character), and an empty alternative is
+/// dropped. Normalization only touches `.`, `..` and empty components that stand alone
+/// between top-level separators (not inside `{...}` or `[...]`).
 #[derive(Clone)]
 pub struct Pattern {
     inner: Arc<Inner>,

@@ -261,3 +261,16 @@ fn blocking_acquire_wakes_when_released() {
     drop(ga);
     assert_eq!(waiter.join().expect("no panic"), 1);
 }
+
+#[test]
+fn types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<LockTable>();
+    send_sync::<Owner>();
+    send_sync::<Guard>();
+    send_sync::<Pattern>();
+    send_sync::<Snapshot>();
+    send::<Acquire<'static>>();
+    send::<AcquireTimeout<'static>>();
+}

@@ -34,23 +34,35 @@ async fn waiters_wake_in_order_and_cancelled_ones_vanish() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Hold the lock until all eight wait, then until the four impatient ones have given up
+    // (their dropped futures must leave the queue), then release.
+    wait_for_waiters(&table, 8).await;
+    wait_for_waiters(&table, 4).await;
     drop(held);
-    let mut granted = 0;
+    let mut granted = Vec::new();
     for t in tasks {
-        if t.await.expect("task") {
-            granted += 1;
-        }
+        granted.push(t.await.expect("task"));
     }
     assert_eq!(
-        granted, 4,
-        "the four patient tasks got their locks, the others timed out"
+        granted,
+        [false, true, false, true, false, true, false, true]
     );
     let snap = table.snapshot();
     assert!(
         snap.holders.is_empty() && snap.waiters.is_empty(),
         "{snap:?}"
     );
+}
+
+/// Waits (up to 20 s) until exactly `n` requests are queued.
+async fn wait_for_waiters(table: &LockTable, n: usize) {
+    for _ in 0..20_000 {
+        if table.snapshot().waiters.len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("expected {n} waiters, have {:?}", table.snapshot().waiters);
 }
 
 #[tokio::test]
