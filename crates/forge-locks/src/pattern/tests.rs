@@ -70,3 +70,56 @@ fn containment_for_reentrancy() {
     assert!(p(".").contains(&p("**")));
     assert!(!p("src/a").contains(&p("src")));
 }
+
+mod differential {
+    //! The compiled automaton against globset itself, on generated globs and byte strings
+    //! (including strings that are not normalized paths, to pin the regex semantics).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn atom() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "a", "b", ".", "/", "*", "**", "?", "[ab]", "[!a]", "[a-b]", "[]a]", "{a,b}", "{a,}",
+            "{a/b,c}", "{*,b/**}", "\\*", "é", "[!é]",
+        ])
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "b", ".", "/", "é", "*"]),
+            0..7,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn automaton_agrees_with_globset(
+            atoms in prop::collection::vec(atom(), 1..6),
+            inputs in prop::collection::vec(text(), 1..20),
+        ) {
+            let pattern = atoms.concat();
+            let Ok(glob) = globset::GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+            else {
+                return Ok(());
+            };
+            let matcher = glob.compile_matcher();
+            let tokens = syntax::tokenize(&pattern).expect("globset accepted it");
+            let nfa = Nfa::from_glob(&tokens);
+            for input in &inputs {
+                prop_assert_eq!(
+                    nfa.matches(input.as_bytes()),
+                    matcher.is_match(input),
+                    "{} on {:?}", pattern, input
+                );
+            }
+        }
+    }
+}
