@@ -37,12 +37,8 @@ fn p(s: &str) -> Pattern {
 }
 
 fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    let mut cx = Context::from_waker(futures_noop_waker());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
     Pin::new(fut).poll(&mut cx)
-}
-
-fn futures_noop_waker() -> &'static std::task::Waker {
-    std::task::Waker::noop()
 }
 
 fn bench_uncontended(c: &mut Criterion) {

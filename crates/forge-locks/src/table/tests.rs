@@ -274,3 +274,23 @@ fn types_can_cross_threads() {
     send::<Acquire<'static>>();
     send::<AcquireTimeout<'static>>();
 }
+
+#[test]
+fn snapshot_explains_a_wait() {
+    let table = LockTable::default();
+    let a = table.owner("a", 3);
+    let b = table.owner("b", 0);
+    let _ga = a.try_acquire(&[w("src/api/**"), r("docs")]).expect("free");
+    let mut fb = b.acquire(&[w("src/api/x.rs"), r("docs/y")]);
+    assert!(poll(&mut fb).is_pending());
+    let snap = table.snapshot();
+    assert_eq!(snap.owners.len(), 2);
+    assert_eq!(snap.owners[0].priority, 3);
+    assert_eq!(snap.holders.len(), 2);
+    assert_eq!(snap.waiters[0].owner_name, "b");
+    assert_eq!(snap.waiters[0].waits_for, vec![a.id()]);
+    let why = snap.conflicting(&p("src/api/x.rs"), Mode::Write);
+    assert_eq!(why.len(), 1);
+    assert_eq!(why[0].pattern.as_str(), "src/api/**");
+    assert!(snap.conflicting(&p("docs/y"), Mode::Read).is_empty());
+}
