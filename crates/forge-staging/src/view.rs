@@ -131,14 +131,15 @@ impl View {
             .trash_dir()
             .join(format!("{}-{}", self.name, unique_suffix()));
         std::fs::rename(&self.dir, &trash).map_err(StagingError::io("rename", &self.dir))?;
-        let prune = matches!(state, ViewState::Worktree { .. }).then(|| self.inner.repo.clone());
+        let prune = matches!(state, ViewState::Worktree { .. }).then(|| Arc::clone(&self.inner));
         // Deleting a large copy takes seconds on ext4: keep it off the caller's path.
         let handle = std::thread::Builder::new()
             .name("forge-staging-trash".into())
             .spawn(move || {
                 let _ = sys::remove_any(&trash);
-                if let Some(repo) = prune {
-                    worktree::prune(&repo);
+                if let Some(inner) = prune {
+                    let _serial = inner.git_lock.lock();
+                    worktree::prune(&inner.repo);
                 }
             })
             .map_err(StagingError::io("spawn trash thread", &self.dir))?;

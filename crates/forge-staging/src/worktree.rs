@@ -59,12 +59,15 @@ pub(crate) fn probe(repo: &Path) -> Result<(), String> {
 pub(crate) fn create(inner: &Inner, stack: &[Arc<Layer>], dir: &Path) -> Result<ViewState> {
     let tree = dir.join("tree");
     let tree_str = tree.to_string_lossy().into_owned();
-    git(
-        &inner.repo,
-        &[
-            "worktree", "add", "--quiet", "--detach", "--force", &tree_str, "HEAD",
-        ],
-    )?;
+    {
+        let _serial = inner.git_lock.lock();
+        git(
+            &inner.repo,
+            &[
+                "worktree", "add", "--quiet", "--detach", "--force", &tree_str, "HEAD",
+            ],
+        )?;
+    }
     sync_working_changes(inner, &tree)?;
     create_empty_dirs(inner, &inner.repo, &tree, "")?;
     let mut scratch = Snapshot::default();
