@@ -1,6 +1,7 @@
 //! `LockTable`, `Owner`, `Guard` and the acquire futures.
 
 mod deadlock;
+mod fxhash;
 mod state;
 mod trie;
 

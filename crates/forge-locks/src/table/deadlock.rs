@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::trie::FxHashSet;
+use super::fxhash::FxHashSet;
 
 use super::state::{State, Wait};
 use crate::overlap::overlaps;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::trie::{FxHashMap, FxHashSet};
+use super::fxhash::{FxHashMap, FxHashSet};
 use std::task::Waker;
 
 use super::trie::{NodeId, Trie};
