@@ -371,3 +371,76 @@ fn random_operations_match_the_model_on_every_backend() {
         );
     }
 }
+
+/// Reads the non-ignored tree at `root` (the repository after a publish) into a model.
+fn model_of_disk(staging: &Staging, root: &Path) -> Model {
+    let mut out = Model::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.expect("walk");
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("below root")
+            .to_string_lossy()
+            .into_owned();
+        if staging.is_ignored(&rel) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(entry.path()).expect("stat");
+        let e = if meta.is_dir() {
+            Entry::Dir
+        } else if meta.file_type().is_symlink() {
+            Entry::Symlink {
+                target: fs::read_link(entry.path()).expect("readlink"),
+            }
+        } else {
+            Entry::File {
+                data: fs::read(entry.path()).expect("read"),
+                executable: meta.permissions().mode() & 0o111 != 0,
+            }
+        };
+        out.insert(rel, e);
+    }
+    out
+}
+
+#[test]
+fn publishing_writes_the_model_into_the_repository() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fixture = tmp.path().join("fixture");
+    make_repo(&fixture);
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let cases = if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
+        200
+    } else {
+        12
+    };
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(ops in prop::collection::vec(op_strategy(), 1..40))| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let case = tmp.path().join(format!("case{i}"));
+        fs::create_dir(&case).expect("mkdir");
+        let repo = case.join("repo");
+        let status = std::process::Command::new("cp").arg("-a").arg(&fixture).arg(&repo).status().expect("cp");
+        prop_assert!(status.success());
+        let staging = Staging::open(&repo, &case.join("run"), StagingOptions::with_backend(Some(Backend::Copy)))
+            .expect("open");
+        let base = model_of(&staging, 0);
+        let mut model = base.clone();
+        let view = staging.create_view(0, "p").expect("view");
+        for op in &ops {
+            apply(&mut model, view.path(), op);
+        }
+        let changes = view.collect().expect("collect");
+        staging.commit(&changes.to_layer_changes()).expect("commit");
+        view.discard().expect("discard");
+        let report = staging.publish().expect("publish");
+        prop_assert_eq!(report.generation, 1);
+        prop_assert_eq!(model_of_disk(&staging, &repo), model);
+        fs::remove_dir_all(&case).expect("remove case");
+    });
+}
