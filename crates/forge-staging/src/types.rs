@@ -206,8 +206,6 @@ pub enum RejectReason {
     EscapingSymlink(PathBuf),
     /// A name that is not valid UTF-8.
     NonUtf8Name,
-    /// A directory rename that overlayfs recorded in a form forge cannot read.
-    UnsupportedRedirect(String),
 }
 
 impl fmt::Display for RejectReason {
@@ -218,7 +216,6 @@ impl fmt::Display for RejectReason {
                 write!(f, "symlink target {} leaves the view", t.display())
             }
             RejectReason::NonUtf8Name => f.write_str("name is not valid UTF-8"),
-            RejectReason::UnsupportedRedirect(r) => write!(f, "unsupported overlay redirect {r:?}"),
         }
     }
 }
