@@ -230,7 +230,10 @@ deps = ["one"]
         report.starts_with("generation 2; 3 tasks: 2 merged, 1 failed, 0 skipped"),
         "{report}"
     );
-    assert!(report.contains("  two: failed: task two conflicts"), "{report}");
+    assert!(
+        report.contains("  two: failed: task two conflicts"),
+        "{report}"
+    );
     assert!(report.contains("conflicts:\n"), "{report}");
     assert!(report.contains("; published\n"), "{report}");
 }

@@ -128,7 +128,40 @@ pub(super) fn merge_changes(
             });
         }
     }
+    keep_nonempty_dirs(staging, head, &mut result.layer)?;
     Ok(result)
+}
+
+/// Drops the deletion of a directory that still has children in the result: staging deletes
+/// a directory with everything below it, which would also delete what the head added there
+/// since the view's generation.
+fn keep_nonempty_dirs(
+    staging: &Staging,
+    head: u64,
+    layer: &mut Vec<LayerChange>,
+) -> Result<(), EngineError> {
+    let deleted: std::collections::BTreeSet<String> = layer
+        .iter()
+        .filter(|c| c.entry.is_none())
+        .map(|c| c.path.clone())
+        .collect();
+    let mut keep = Vec::new();
+    for path in &deleted {
+        if !matches!(staging.read(head, path)?, Some(Entry::Dir)) {
+            continue;
+        }
+        let survivors = staging.list(head, path)?.into_iter().any(|child| {
+            !deleted.contains(&child) && !deleted.contains(&format!("{path}/{child}"))
+        });
+        let added_below = layer
+            .iter()
+            .any(|c| c.entry.is_some() && c.path.starts_with(&format!("{path}/")));
+        if survivors || added_below {
+            keep.push(path.clone());
+        }
+    }
+    layer.retain(|c| !(c.entry.is_none() && keep.contains(&c.path)));
+    Ok(())
 }
 
 /// Merges `changes` (made in a view of generation `base`) into the head and commits them.

@@ -430,3 +430,169 @@ async fn a_run_directory_with_a_journal_is_not_reused() {
         .expect_err("journal exists");
     assert!(err.to_string().contains("resume"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_victim_is_retried_and_both_tasks_finish() {
+    let f = fixture();
+    // `left` holds src/a.txt and then asks for src/b.txt; `right` the other way round. Both
+    // meet at a barrier first, so the requests cross and the wait-for graph has a cycle.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let b = barrier.clone();
+    let executors = Executors::single(FnExecutor::new(move |job| {
+        let barrier = b.clone();
+        async move {
+            let (mine, other) = if job.task.id == "left" {
+                ("src/a.txt", "src/b.txt")
+            } else {
+                ("src/b.txt", "src/a.txt")
+            };
+            if job.attempt == 1 {
+                barrier.wait().await;
+            }
+            let locks = job
+                .locks
+                .clone()
+                .expect("the engine hands out a lock handle");
+            locks.request(&[], &[other.to_owned()]).await?;
+            for path in [mine, other] {
+                let text = read(&job.workdir, path);
+                std::fs::write(job.workdir.join(path), format!("{text}{}\n", job.task.id))
+                    .expect("write");
+            }
+            Ok(ExecOutput::default())
+        }
+    }));
+    let bus = crate::EventBus::new(1024);
+    let mut events = bus.subscribe();
+    let plan = Plan::default()
+        .with_task(
+            Task::new("left", "")
+                .writes(["src/a.txt", "src/b.txt"])
+                .retries(2),
+        )
+        .with_task(
+            Task::new("right", "")
+                .writes(["src/a.txt", "src/b.txt"])
+                .retries(2),
+        );
+    // Declared writes would serialize them, so declare only each one's own file up front.
+    let mut plan = plan;
+    plan.tasks[0].writes = vec!["src/a.txt".to_owned()];
+    plan.tasks[1].writes = vec!["src/b.txt".to_owned()];
+    plan.tasks[0].reads = vec![];
+    let outcome = run(
+        plan,
+        &executors,
+        options(&f, Backend::Copy).scope(ScopePolicy::Allow).run(
+            RunOptions::default()
+                .jobs(2)
+                .bus(bus)
+                .backoff(crate::Backoff::fixed_exponential(
+                    std::time::Duration::from_millis(10),
+                    std::time::Duration::from_millis(50),
+                    2.0,
+                )),
+        ),
+    )
+    .await
+    .expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let mut deadlocks = 0;
+    while let Ok(delivery) = events.try_recv() {
+        if let forge_events::Delivery::Event(Event::Deadlock { cycle, .. }) = delivery {
+            assert!(cycle.contains("left") && cycle.contains("right"), "{cycle}");
+            deadlocks += 1;
+        }
+    }
+    assert_eq!(deadlocks, 1, "one victim");
+    // The victim's first view was thrown away: each file got exactly one line per task.
+    for path in ["src/a.txt", "src/b.txt"] {
+        let text = read(&f.repo, path);
+        assert_eq!(text.lines().count(), 3, "{path}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reads_rerun_the_reader_on_the_new_head() {
+    for policy in [StaleReadPolicy::Warn, StaleReadPolicy::Rerun { max: 1 }] {
+        let f = fixture();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let b = barrier.clone();
+        let executors = Executors::single(FnExecutor::new(move |job| {
+            let barrier = b.clone();
+            async move {
+                if job.task.id == "writer" {
+                    barrier.wait().await;
+                    write(&job.workdir, "src/a.txt", "new a\n");
+                } else {
+                    // The reader copies src/a.txt; on its first pass it waits until the
+                    // writer has merged, so what it read is stale by then.
+                    let seen = read(&job.workdir, "src/a.txt");
+                    if job.attempt == 1 && seen == "a\n" {
+                        barrier.wait().await;
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    write(&job.workdir, "copy.txt", &seen);
+                }
+                Ok(ExecOutput::default())
+            }
+        }));
+        let plan = Plan::default()
+            // No declared writes: the writer takes no locks, so nothing keeps it from
+            // changing what the reader holds read locks on (declared writers would wait).
+            .with_task(Task::new("writer", ""))
+            .with_task(
+                Task::new("reader", "")
+                    .reads(["src/*.txt"])
+                    .writes(["copy.txt"]),
+            );
+        let outcome = run(
+            plan,
+            &executors,
+            options(&f, Backend::Copy).stale_reads(policy),
+        )
+        .await
+        .expect("run");
+        assert!(outcome.is_success(), "{policy:?}: {:?}", outcome.run);
+        let expected = match policy {
+            StaleReadPolicy::Warn => "a\n",
+            _ => "new a\n",
+        };
+        assert_eq!(read(&f.repo, "copy.txt"), expected, "{policy:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_directory_keeps_what_the_head_added_to_it() {
+    let f = fixture();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let b = barrier.clone();
+    let executors = Executors::single(FnExecutor::new(move |job| {
+        let barrier = b.clone();
+        async move {
+            barrier.wait().await;
+            if job.task.id == "adder" {
+                write(&job.workdir, "src/new.txt", "new\n");
+            } else {
+                // Merges second, on top of the adder's generation.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                std::fs::remove_dir_all(job.workdir.join("src")).expect("rm -r src");
+            }
+            Ok(ExecOutput::default())
+        }
+    }));
+    let plan = Plan::default()
+        .with_task(Task::new("adder", ""))
+        .with_task(Task::new("remover", ""));
+    let outcome = run(plan, &executors, options(&f, Backend::Copy))
+        .await
+        .expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    assert_eq!(read(&f.repo, "src/new.txt"), "new\n");
+    for gone in ["src/a.txt", "src/b.txt", "src/shared.txt"] {
+        assert!(
+            !f.repo.join(gone).exists(),
+            "{gone} was deleted by the remover"
+        );
+    }
+}
