@@ -11,6 +11,9 @@
 //! All agents run at once, so the agents' own share of the wall time is one agent's work;
 //! the rest is overhead, printed after the criterion figures (median wall minus work, per
 //! run and per task). Setting up and cleaning up between iterations is not timed.
+//! `FORGE_BENCH_BASELINE_RUNS=N` times the baseline N times by hand instead of ten criterion
+//! samples (each baseline run takes minutes at 50,000 files); `FORGE_BENCH_ONLY_BASELINE=1`
+//! skips the forge runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,10 +189,15 @@ fn main() {
 
     let mut group = criterion.benchmark_group(format!("engine/{AGENTS}-agents-{n}-files"));
     group.sampling_mode(SamplingMode::Flat);
-    for (name, backend) in [
-        ("forge/overlay", Backend::Overlay),
-        ("forge/copy", Backend::Copy),
-    ] {
+    let backends: &[(&str, Backend)] = if std::env::var_os("FORGE_BENCH_ONLY_BASELINE").is_some() {
+        &[]
+    } else {
+        &[
+            ("forge/overlay", Backend::Overlay),
+            ("forge/copy", Backend::Copy),
+        ]
+    };
+    for &(name, backend) in backends {
         let mut samples = Vec::new();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -207,18 +215,32 @@ fn main() {
         walls.push((name, samples));
     }
     let mut samples = Vec::new();
-    group.bench_function("baseline/worktree+merge", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let scratch = tempfile::tempdir_in(tmp.path()).expect("scratch");
-                let wall = baseline_run(&repo, scratch.path(), &assignments);
-                samples.push(wall);
-                total += wall;
-            }
-            total
+    if let Some(runs) = std::env::var("FORGE_BENCH_BASELINE_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // Ten criterion samples of the baseline take most of an hour at 50,000 files; this
+        // times it `runs` times by hand instead (the overhead summary below uses them).
+        for _ in 0..runs {
+            let scratch = tempfile::tempdir_in(tmp.path()).expect("scratch");
+            let wall = baseline_run(&repo, scratch.path(), &assignments);
+            eprintln!("baseline/worktree+merge: one run {wall:.3?}");
+            samples.push(wall);
+        }
+    } else {
+        group.bench_function("baseline/worktree+merge", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let scratch = tempfile::tempdir_in(tmp.path()).expect("scratch");
+                    let wall = baseline_run(&repo, scratch.path(), &assignments);
+                    samples.push(wall);
+                    total += wall;
+                }
+                total
+            });
         });
-    });
+    }
     walls.push(("baseline/worktree+merge", samples));
     group.finish();
 

@@ -25,6 +25,27 @@ struct CommitLog {
 }
 
 impl CommitLog {
+    /// Merges `changes` (made in a view of `base`) into the head and commits them, recording
+    /// which paths the new generation wrote. Callers hold the log's lock, which serializes
+    /// commits.
+    fn commit(
+        &mut self,
+        staging: &Staging,
+        journal: &JournalWriter,
+        task: &str,
+        base: u64,
+        changes: &ChangeSet,
+    ) -> Result<Merged, super::EngineError> {
+        let merged = commit::merge_and_commit(staging, journal, task, base, changes)?;
+        if let Merged::Committed { generation, paths } = &merged
+            && *paths > 0
+        {
+            self.by_generation
+                .push((*generation, changes_paths(changes)));
+        }
+        Ok(merged)
+    }
+
     /// Paths committed after generation `base`.
     fn since(&self, base: u64) -> impl Iterator<Item = &str> {
         self.by_generation
@@ -181,13 +202,7 @@ impl EngineRunner {
             if !stale.is_empty() && !allow_stale {
                 return Ok((None, stale, changes));
             }
-            let merged = commit::merge_and_commit(&staging, &journal, &task_id, base, &changes)?;
-            if let Merged::Committed { generation, paths } = &merged
-                && *paths > 0
-            {
-                log.by_generation
-                    .push((*generation, changes_paths(&changes)));
-            }
+            let merged = log.commit(&staging, &journal, &task_id, base, &changes)?;
             Ok::<_, super::EngineError>((Some(merged), stale, changes))
         })
         .await?
@@ -348,16 +363,10 @@ impl EngineRunner {
             if !unresolved.is_empty() {
                 return Ok(Err(unresolved));
             }
-            let mut log = commits.lock();
-            let merged =
-                commit::merge_and_commit(&staging, &journal, &task_id, view.generation(), &changes)
-                    .map_err(|e| e.to_string())?;
-            if let Merged::Committed { generation, paths } = &merged
-                && *paths > 0
-            {
-                log.by_generation
-                    .push((*generation, changes_paths(&changes)));
-            }
+            let merged = commits
+                .lock()
+                .commit(&staging, &journal, &task_id, view.generation(), &changes)
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>(Ok(merged))
         })
         .await?
