@@ -159,22 +159,25 @@ async fn disjoint_and_same_file_edits_merge_into_the_repository() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conflict_fails_the_task_with_a_report_and_keeps_the_rest() {
-    let f = fixture();
-    // `first` runs to completion before `second` opens its view? No: both open a view of
-    // generation 0 at once (a barrier makes sure) and both rewrite line 5.
+/// Two tasks that both open a view of generation 0 (a barrier makes sure) and both rewrite
+/// line 5 of src/shared.txt: whichever merges second conflicts.
+fn rival_line_5_editors() -> impl crate::Executor {
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let b = barrier.clone();
-    let executors = Executors::single(FnExecutor::new(move |job| {
-        let barrier = b.clone();
+    FnExecutor::new(move |job| {
+        let barrier = barrier.clone();
         async move {
             barrier.wait().await;
             let text = format!("line 5 by {}\n", job.task.id);
             edit(&job.workdir, "src/shared.txt", "line 5\n", &text);
             Ok(ExecOutput::default())
         }
-    }));
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_fails_the_task_with_a_report_and_keeps_the_rest() {
+    let f = fixture();
+    let executors = Executors::single(rival_line_5_editors());
     let plan = Plan::default()
         .with_task(Task::new("first", "").priority(1))
         .with_task(Task::new("second", ""));
@@ -252,17 +255,7 @@ async fn the_retry_policy_reruns_a_conflicted_task_on_the_new_head() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resolve_policy_hands_markers_to_the_resolver() {
     let f = fixture();
-    let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let b = barrier.clone();
-    let worker = FnExecutor::new(move |job| {
-        let barrier = b.clone();
-        async move {
-            barrier.wait().await;
-            let text = format!("line 5 by {}\n", job.task.id);
-            edit(&job.workdir, "src/shared.txt", "line 5\n", &text);
-            Ok(ExecOutput::default())
-        }
-    });
+    let worker = rival_line_5_editors();
     let resolver = FnExecutor::new(|job: crate::Job| async move {
         assert!(
             job.task.prompt.contains("src/shared.txt"),
