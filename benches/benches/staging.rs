@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use forge_core::staging::{Backend, Staging, StagingOptions, View};
 use forge_benches::{generate_repo as generate, git, n_files};
+use forge_core::staging::{Backend, Staging, StagingOptions, View};
 
 /// Ten edits an agent might make: modify, add, delete.
 fn edit(root: &Path, files: &[PathBuf]) {
