@@ -18,10 +18,12 @@ use crate::executor::{ExecError, ExecOutput, Executors, Job};
 use crate::plan::Task;
 use crate::scheduler::{AttemptCtx, AttemptRunner};
 
-/// The paths each commit of this run wrote, by generation (for the stale-read check).
+/// The paths each commit of this run wrote, by generation (for the stale-read check), and
+/// the tasks merged so far.
 #[derive(Default)]
 struct CommitLog {
     by_generation: Vec<(u64, Vec<String>)>,
+    merged: std::collections::BTreeSet<String>,
 }
 
 impl CommitLog {
@@ -37,6 +39,9 @@ impl CommitLog {
         changes: &ChangeSet,
     ) -> Result<Merged, super::EngineError> {
         let merged = commit::merge_and_commit(staging, journal, task, base, changes)?;
+        if matches!(merged, Merged::Committed { .. }) {
+            self.merged.insert(task.to_owned());
+        }
         if let Merged::Committed { generation, paths } = &merged
             && *paths > 0
         {
@@ -105,6 +110,11 @@ impl EngineRunner {
 
     async fn attempt(&self, ctx: AttemptCtx) -> Result<ExecOutput, ExecError> {
         let task = ctx.task.clone();
+        // A commit runs to its end on the blocking pool even when the scheduler gave up on
+        // the attempt (a timeout during the commit): a retry must not apply the task twice.
+        if self.commits.lock().merged.contains(&task.id) {
+            return Ok(ExecOutput::default());
+        }
         let requests = locks::requests(&task.id, &task.reads, &task.writes)?;
         let owner = Arc::new(self.locks.owner(task.id.clone(), i64::from(task.priority)));
         let _declared = locks::acquire(&owner, &requests, &self.bus, &ctx.cancel).await?;
