@@ -324,7 +324,7 @@ pub async fn resume(
         source,
     })?;
     journal.append_commit_point(&Event::RunResumed {
-        generation: state.head_hint(),
+        generation: state.generation,
         rerun,
     })?;
     execute(&rest, executors, options, run_dir, journal, kept).await

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use forge_core::{Executors, Plan, ValidatedPlan, run_engine};
+use forge_core::{EngineOptions, Executors, Plan, ValidatedPlan, run_engine};
 
 use crate::display::Mode;
 use crate::session::{self, Settings};
@@ -83,11 +83,7 @@ fn parse_pool(text: &str) -> Result<(String, u32), String> {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     match prepare(args) {
-        Ok((plan, executors, settings, run_dir, mode)) => {
-            let options = match settings.engine_options(&run_dir) {
-                Ok(options) => options,
-                Err(err) => return bad_input(&err),
-            };
+        Ok((plan, executors, options, run_dir, mode)) => {
             if mode != Mode::Json {
                 println!("run directory: {}", run_dir.display());
             }
@@ -104,7 +100,7 @@ fn bad_input(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-type Prepared = (ValidatedPlan, Executors, Settings, PathBuf, Mode);
+type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode);
 
 fn prepare(args: Args) -> Result<Prepared, String> {
     let plan = Plan::load(&args.plan).map_err(|e| e.to_string())?;
@@ -128,17 +124,17 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         conflicts: args.conflicts,
         scope: args.scope,
     };
-    // Check every option before anything is written.
-    settings.engine_options(Path::new("."))?;
-    let executors = settings.executors(&plan.to_plan())?;
     let run_dir = match args.run_dir {
         Some(dir) => {
             std::path::absolute(&dir).map_err(|e| format!("--run-dir {}: {e}", dir.display()))?
         }
         None => default_run_dir(&repo),
     };
+    // Check every option before anything is written.
+    let options = settings.engine_options(&run_dir)?;
+    let executors = settings.executors(&plan.to_plan())?;
     settings.save(&run_dir)?;
-    Ok((plan, executors, settings, run_dir, Mode::pick(args.json)))
+    Ok((plan, executors, options, run_dir, Mode::pick(args.json)))
 }
 
 /// `$TMPDIR/forge-run-REPO-SECONDS-PID`: new for every run, outside the repository.

@@ -295,8 +295,6 @@ fn describe(path: &str, conflict: &TreeConflict) -> PathConflict {
             None,
         ),
         TreeConflict::Binary { .. } => ("both changed a binary file".to_owned(), None),
-        #[allow(unreachable_patterns, reason = "TreeConflict may grow variants")]
-        _ => ("conflict".to_owned(), None),
     };
     PathConflict {
         path: path.to_owned(),

@@ -207,13 +207,8 @@ fn is_journaled_directly(event: &Event) -> bool {
 }
 
 fn journal_error(e: forge_events::JournalError) -> EngineError {
-    let path = match &e {
-        forge_events::JournalError::Io { path, .. }
-        | forge_events::JournalError::Serialize { path, .. } => path.clone(),
-        _ => PathBuf::new(),
-    };
     EngineError::RunDir {
-        path,
+        path: e.path().to_path_buf(),
         message: e.to_string(),
     }
 }
@@ -419,10 +414,6 @@ impl RunState {
     /// The commit that was in flight when the journal ends, if any: task and generation.
     pub fn in_flight_commit(&self) -> Option<(&str, u64)> {
         self.in_flight.as_ref().map(|(t, g)| (t.as_str(), *g))
-    }
-
-    pub(super) fn head_hint(&self) -> u64 {
-        self.generation
     }
 
     /// Settles a commit that was in flight when the process died: staging's layers are the
