@@ -65,6 +65,7 @@ pub fn cleanup(run_dir: &Path) -> Result<CleanupReport, StagingError> {
         run_dir.clone(),
         run_dir.join("layers"),
         run_dir.join("flat"),
+        run_dir.join("flat-user"),
     ];
     for dir in temp_dirs {
         for item in read_dir_or_empty(&dir)? {

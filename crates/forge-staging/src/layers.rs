@@ -72,6 +72,8 @@ pub(crate) struct Layer {
     pub(crate) tree: PathBuf,
     /// Its operations by path.
     pub(crate) ops: BTreeMap<String, Op>,
+    /// Whether its tree holds whiteouts for deletions (so it can be an overlay lower).
+    pub(crate) whiteouts: bool,
 }
 
 /// Where a path's state at some generation lives on disk.
@@ -147,6 +149,7 @@ impl Store {
             layers.push(Arc::new(Layer {
                 tree: path.join("tree"),
                 ops: manifest.ops.into_iter().collect(),
+                whiteouts: manifest.whiteouts,
             }));
         }
         let store = Store {
@@ -163,11 +166,6 @@ impl Store {
     /// The repository (generation 0).
     pub(crate) fn repo(&self) -> &Path {
         &self.repo
-    }
-
-    /// Whether layers hold whiteouts (usable as overlay lowers).
-    pub(crate) fn has_whiteouts(&self) -> bool {
-        self.whiteouts
     }
 
     /// The newest generation.
@@ -303,6 +301,7 @@ impl Store {
         let layer = Layer {
             tree: final_dir.join("tree"),
             ops: manifest.ops.into_iter().collect(),
+            whiteouts: manifest.whiteouts,
         };
         self.layers.write().push(Arc::new(layer));
         Ok(generation)

@@ -11,10 +11,15 @@
 //! [`cleanup`] removes what a crashed run left behind.
 //!
 //! Backends ([`Backend`]), chosen automatically or by name:
-//! - `overlay`: an overlayfs mount over the layer stack (Linux, root). Creating a view
-//!   costs a mkdir and a mount, whatever the repository's size; collecting reads only the
-//!   upper directory. Directory renames work (`redirect_dir=on`) and are collected as
-//!   deletions of the old paths plus additions of the new.
+//! - `overlay`: an overlayfs mount over the layer stack (Linux). Creating a view costs a
+//!   mkdir and a mount, whatever the repository's size; collecting reads only the upper
+//!   directory. As root the mount is a plain one and directory renames work
+//!   (`redirect_dir=on`; collected as deletions of the old paths plus additions of the
+//!   new). Without root ([`OverlayMode::UserNamespace`], Linux 5.11+) views are mounted in
+//!   a user and mount namespace this process creates: processes join it through
+//!   [`View::namespace`] / [`ViewNamespace::configure`], this process reaches the view
+//!   through `/proc`, and renaming a directory of an older generation fails with `EXDEV`
+//!   (`mv` copies instead).
 //! - `reflink`: per-file clones (`FICLONE`) where the file system has them; falls back to
 //!   `copy` with the reason in [`Staging::backend_reason`].
 //! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
@@ -28,8 +33,9 @@
 //!   directory must lie outside it (both are checked or documented at
 //!   [`Staging::open`]).
 //! - Run directory layout: `layers/K/{tree,manifest.json}` (committed layers; `tree` is in
-//!   overlayfs lower form, deletions as whiteouts when running as root), `flat/G` (a stack
-//!   folded for overlay when it grows past `max_overlay_layers` or one page of mount
+//!   overlayfs lower form, deletions as whiteouts where the kernel lets this user make
+//!   them), `flat/G` and `flat-user/G` (a stack folded for overlay, with `trusted.` or
+//!   `user.` opaque markers, when it grows past `max_overlay_layers` or one page of mount
 //!   options), `views/NAME` (live views), `trash/` (views being deleted on a background
 //!   thread), `publish.json` (the publish record).
 //! - Change sets name files, symlinks and directories; ignored paths (`.git`, `target`,
@@ -39,8 +45,10 @@
 //!   generations; in a view they are [`Rejected`], never copied.
 //! - `worktree` views lack the paths forge ignores (`target/`, `node_modules/`), which git
 //!   worktrees never copy.
-//! - Unprivileged overlay (a user namespace with `userxattr`) is not implemented: without
-//!   root, `auto` picks reflink or copy.
+//! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
+//!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
+//!   fails with an error naming the holder. When this process dies, the namespace and
+//!   its mounts go with it; [`cleanup`] removes the directories.
 //!
 //! # Example
 //!
@@ -77,8 +85,8 @@
 //!
 //! # Crate features
 //!
-//! None. The overlay backend needs Linux and root at run time; the others work anywhere
-//! Unix-like.
+//! None. The overlay backend needs Linux at run time (root, or 5.11+ with unprivileged
+//! user namespaces allowed); the others work anywhere Unix-like.
 
 mod cleanup;
 mod collect;
@@ -92,6 +100,7 @@ mod snapshot;
 mod staging;
 mod sys;
 mod types;
+mod userns;
 mod view;
 mod worktree;
 
@@ -100,6 +109,7 @@ pub use error::StagingError;
 pub use staging::Staging;
 pub use types::{
     Backend, Change, ChangeKind, ChangeSet, CleanupReport, Entry, EntryKind, LayerChange,
-    ParseBackendError, PublishReport, RejectReason, Rejected, StagingOptions,
+    OverlayMode, ParseBackendError, PublishReport, RejectReason, Rejected, StagingOptions,
 };
+pub use userns::ViewNamespace;
 pub use view::View;

@@ -1,5 +1,9 @@
 //! The overlay backend: views as overlayfs mounts over the layer stack, change collection
 //! from the upper directory, and folding long stacks into one lower layer.
+//!
+//! Mounts are plain mounts as root ([`OverlayMode::Mount`]) or live in a user namespace
+//! ([`OverlayMode::UserNamespace`], see [`crate::userns`]); the [`Flavor`] says which
+//! xattrs overlayfs uses for its markers in each case.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,42 +15,156 @@ use crate::layers::{self, Layer, Op};
 use crate::paths;
 use crate::staging::Inner;
 use crate::sys;
-use crate::types::{ChangeSet, Entry, EntryKind, RejectReason};
+use crate::types::{ChangeSet, Entry, EntryKind, OverlayMode, RejectReason};
+use crate::userns::{Namespace, ViewNamespace};
 use crate::view::ViewState;
 
 /// Room left in the one-page mount option string for `lowerdir`.
 const OPTION_BUDGET: usize = 4000;
 
-/// Mount options besides the directories: `redirect_dir=on` lets agents rename base
-/// directories (recorded as redirect xattrs, which [`collect`] reads); `metacopy=off` keeps
-/// every changed file's data in the upper directory.
-const EXTRA_OPTIONS: &str = "redirect_dir=on,metacopy=off,index=off";
+/// Where overlayfs keeps its markers, and the mount options that go with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `trusted.overlay.*`: plain mounts as root.
+    Trusted,
+    /// `user.overlay.*` (`userxattr`): mounts inside a user namespace.
+    User,
+}
 
-/// Checks that an overlay can be mounted in `run_dir`, returning why not.
-pub(crate) fn probe(run_dir: &Path) -> Result<(), String> {
+impl Flavor {
+    /// The flavor of mounts made with `ns` (or as root without one).
+    pub(crate) fn of(ns: Option<&Arc<Namespace>>) -> Flavor {
+        if ns.is_some() {
+            Flavor::User
+        } else {
+            Flavor::Trusted
+        }
+    }
+
+    /// The xattr marking a directory opaque (its lower contents hidden).
+    pub(crate) fn opaque_xattr(self) -> &'static str {
+        match self {
+            Flavor::Trusted => "trusted.overlay.opaque",
+            Flavor::User => "user.overlay.opaque",
+        }
+    }
+
+    /// The xattr recording where a renamed directory came from.
+    fn redirect_xattr(self) -> &'static str {
+        match self {
+            Flavor::Trusted => "trusted.overlay.redirect",
+            Flavor::User => "user.overlay.redirect",
+        }
+    }
+
+    /// Mount options besides the directories. As root, `redirect_dir=on` lets agents
+    /// rename base directories (recorded as redirect xattrs, which [`collect`] reads);
+    /// `userxattr` forbids redirects, so such renames fail with `EXDEV` there.
+    /// `metacopy=off` keeps every changed file's data in the upper directory.
+    fn options(self) -> &'static str {
+        match self {
+            Flavor::Trusted => "redirect_dir=on,metacopy=off,index=off",
+            Flavor::User => "userxattr,metacopy=off,index=off",
+        }
+    }
+
+    /// The run directory's subdirectory for folded layers (their opaque markers differ).
+    pub(crate) fn flat_dir(self) -> &'static str {
+        match self {
+            Flavor::Trusted => "flat",
+            Flavor::User => "flat-user",
+        }
+    }
+
+    fn mode(self) -> OverlayMode {
+        match self {
+            Flavor::Trusted => OverlayMode::Mount,
+            Flavor::User => OverlayMode::UserNamespace,
+        }
+    }
+}
+
+/// Checks that plain overlay mounts work in `run_dir`, returning why not.
+pub(crate) fn probe_mount(run_dir: &Path) -> Result<(), String> {
     if !cfg!(target_os = "linux") {
         return Err("overlayfs needs Linux".into());
     }
     if !sys::is_root() {
-        return Err("mounting overlayfs needs root".into());
+        return Err("plain overlayfs mounts need root".into());
     }
-    let dir = run_dir.join(format!(".probe-{}", std::process::id()));
-    let result = (|| -> Result<(), String> {
-        let [lower, upper, work, mnt] = ["lower", "upper", "work", "mnt"].map(|n| dir.join(n));
-        for d in [&lower, &upper, &work, &mnt] {
-            fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
-        }
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={},{EXTRA_OPTIONS}",
-            escape(&lower),
-            escape(&upper),
-            escape(&work)
-        );
-        sys::mount_overlay(&mnt, &data).map_err(|e| e.to_string())?;
+    with_probe_dir(run_dir, "mount", |dir| {
+        let [lower, upper, work, mnt] = probe_dirs(dir)?;
+        sys::mount_overlay(&mnt, &options(Flavor::Trusted, &[lower], &upper, &work))
+            .map_err(|e| e.to_string())?;
         sys::unmount(&mnt).map_err(|e| e.to_string())
-    })();
+    })
+}
+
+/// Creates a user namespace and checks that overlays mounted in it work in `run_dir`:
+/// deleting a lower directory through the mount (which fails with `EIO` without
+/// `userxattr`) and creating whiteouts for layers. Returns the namespace, or why not.
+pub(crate) fn probe_user_namespace(run_dir: &Path) -> Result<Arc<Namespace>, String> {
+    if !cfg!(target_os = "linux") {
+        return Err("overlayfs needs Linux".into());
+    }
+    let ns = Arc::new(Namespace::create().map_err(|e| e.to_string())?);
+    with_probe_dir(run_dir, "userns", |dir| {
+        let [lower, upper, work, mnt] = probe_dirs(dir)?;
+        let sub = lower.join("d");
+        fs::create_dir(&sub).map_err(|e| format!("mkdir {}: {e}", sub.display()))?;
+        fs::write(sub.join("f"), b"probe").map_err(|e| format!("write probe file: {e}"))?;
+        sys::make_whiteout(&dir.join("whiteout"))
+            .map_err(|e| format!("cannot create overlay whiteouts for layers: {e}"))?;
+        ns.mount_overlay(&mnt, &options(Flavor::User, &[lower], &upper, &work))
+            .map_err(|e| format!("mounting overlayfs in a user namespace failed: {e}"))?;
+        let deleted = fs::remove_dir_all(ns.outside_path(&mnt).join("d"))
+            .map_err(|e| format!("deleting a lower directory through the mount failed: {e}"));
+        ns.unmount(&mnt)
+            .map_err(|e| format!("unmounting the probe failed: {e}"))?;
+        deleted
+    })?;
+    Ok(ns)
+}
+
+/// Runs `probe` in a fresh directory of `run_dir`, removing it afterwards.
+fn with_probe_dir(
+    run_dir: &Path,
+    what: &str,
+    probe: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let dir = run_dir.join(format!(".probe-{what}-{}", std::process::id()));
+    let _ = sys::remove_any(&dir);
+    let result = probe(&dir);
     let _ = sys::remove_any(&dir);
     result
+}
+
+fn probe_dirs(dir: &Path) -> Result<[PathBuf; 4], String> {
+    let dirs = ["lower", "upper", "work", "mnt"].map(|n| dir.join(n));
+    for d in &dirs {
+        fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    Ok(dirs)
+}
+
+/// The option string of a mount over `lowers` (topmost first).
+fn options(flavor: Flavor, lowers: &[PathBuf], upper: &Path, work: &Path) -> String {
+    format!(
+        "lowerdir={},upperdir={},workdir={},{}",
+        lowers
+            .iter()
+            .map(|p| escape(p))
+            .collect::<Vec<_>>()
+            .join(":"),
+        escape(upper),
+        escape(work),
+        flavor.options()
+    )
+}
+
+/// What [`Staging::overlay_mode`](crate::Staging::overlay_mode) reports.
+pub(crate) fn mode(ns: Option<&Arc<Namespace>>) -> OverlayMode {
+    Flavor::of(ns).mode()
 }
 
 /// Escapes the characters overlayfs treats specially in a directory option.
@@ -64,35 +182,61 @@ fn escape(path: &Path) -> String {
 
 /// Mounts a view of the generation `stack` describes in the fresh directory `dir`.
 pub(crate) fn create(inner: &Inner, stack: &[Arc<Layer>], dir: &Path) -> Result<ViewState> {
-    if !inner.store.has_whiteouts() {
+    if let Some(layer) = stack.iter().find(|l| !l.whiteouts) {
         return Err(StagingError::BackendUnavailable {
             backend: crate::Backend::Overlay,
-            reason: "the layers of this run directory were written without whiteouts (not as root)"
-                .into(),
+            reason: format!(
+                "layer {} of this run directory was written without whiteouts",
+                layer.tree.display()
+            ),
         });
     }
-    let lowers = lower_dirs(inner, stack)?;
+    let flavor = Flavor::of(inner.ns.as_ref());
+    let lowers = lower_dirs(inner, stack, flavor)?;
     let [upper, work, mnt] = ["upper", "work", "mnt"].map(|n| dir.join(n));
     for d in [&upper, &work, &mnt] {
         fs::create_dir(d).map_err(StagingError::io("mkdir", d))?;
     }
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={},{EXTRA_OPTIONS}",
-        lowers
-            .iter()
-            .map(|p| escape(p))
-            .collect::<Vec<_>>()
-            .join(":"),
-        escape(&upper),
-        escape(&work)
-    );
-    sys::mount_overlay(&mnt, &data)?;
-    Ok(ViewState::Overlay { upper, mnt })
+    let data = options(flavor, &lowers, &upper, &work);
+    let Some(ns) = &inner.ns else {
+        sys::mount_overlay(&mnt, &data)?;
+        return Ok(ViewState::Overlay {
+            upper,
+            outside: mnt.clone(),
+            mnt,
+            namespace: None,
+        });
+    };
+    let mount_err = |source| StagingError::Mount {
+        op: "mount (in the user namespace)",
+        path: mnt.clone(),
+        source,
+    };
+    let namespace = ViewNamespace::new(Arc::clone(ns), &mnt).map_err(mount_err)?;
+    ns.mount_overlay(&mnt, &data).map_err(mount_err)?;
+    Ok(ViewState::Overlay {
+        upper,
+        outside: ns.outside_path(&mnt),
+        mnt,
+        namespace: Some(namespace),
+    })
+}
+
+/// Unmounts a view's overlay at `mnt`.
+pub(crate) fn unmount(inner: &Inner, mnt: &Path) -> Result<()> {
+    match &inner.ns {
+        None => sys::unmount(mnt),
+        Some(ns) => ns.unmount(mnt).map_err(|source| StagingError::Mount {
+            op: "unmount (in the user namespace)",
+            path: mnt.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// The lower directories for a view of `stack`'s generation, topmost first, folding the
 /// bottom of the stack into one layer when it would not fit into one mount.
-fn lower_dirs(inner: &Inner, stack: &[Arc<Layer>]) -> Result<Vec<PathBuf>> {
+fn lower_dirs(inner: &Inner, stack: &[Arc<Layer>], flavor: Flavor) -> Result<Vec<PathBuf>> {
     let generation = stack.len();
     let max_layers = inner.opts.max_overlay_layers.clamp(2, 499);
     let repo_len = escape(&inner.repo).len() + 1;
@@ -101,7 +245,7 @@ fn lower_dirs(inner: &Inner, stack: &[Arc<Layer>]) -> Result<Vec<PathBuf>> {
     // How many of the top layers fit as themselves, keeping room for one folded layer.
     let fold_len = inner
         .run_dir
-        .join("flat")
+        .join(flavor.flat_dir())
         .join(generation.to_string())
         .as_os_str()
         .len()
@@ -125,7 +269,7 @@ fn lower_dirs(inner: &Inner, stack: &[Arc<Layer>]) -> Result<Vec<PathBuf>> {
     if fit < generation {
         // Generations 1..=bottom must come from one folded layer.
         let bottom = generation - fit;
-        let flat = flat_layer(inner, stack, bottom)?;
+        let flat = flat_layer(inner, stack, bottom, flavor)?;
         // The folded layer may be newer than `bottom`; drop the individual layers it covers.
         let covered = flat.1;
         lowers.truncate(generation - covered);
@@ -137,8 +281,13 @@ fn lower_dirs(inner: &Inner, stack: &[Arc<Layer>]) -> Result<Vec<PathBuf>> {
 
 /// A folded layer for generations `1..=g` with `at_least <= g <= stack.len()`, reusing one
 /// already built; returns its directory and `g`.
-fn flat_layer(inner: &Inner, stack: &[Arc<Layer>], at_least: usize) -> Result<(PathBuf, usize)> {
-    let flat_dir = inner.run_dir.join("flat");
+fn flat_layer(
+    inner: &Inner,
+    stack: &[Arc<Layer>],
+    at_least: usize,
+    flavor: Flavor,
+) -> Result<(PathBuf, usize)> {
+    let flat_dir = inner.run_dir.join(flavor.flat_dir());
     let _serial = inner.flat_lock.lock();
     fs::create_dir_all(&flat_dir).map_err(StagingError::io("mkdir", &flat_dir))?;
     let mut best = None;
@@ -178,7 +327,8 @@ fn flat_layer(inner: &Inner, stack: &[Arc<Layer>], at_least: usize) -> Result<(P
                     fs::create_dir(&disk).map_err(StagingError::io("mkdir", &disk))?;
                 }
                 if folded.op == Op::Opaque {
-                    sys::set_opaque(&disk).map_err(StagingError::io("set opaque xattr", &disk))?;
+                    sys::set_xattr(&disk, flavor.opaque_xattr(), b"y")
+                        .map_err(StagingError::io("set opaque xattr", &disk))?;
                 }
             }
             Op::File | Op::Exec | Op::Symlink => {
@@ -204,12 +354,31 @@ pub(crate) fn collect(
     upper: &Path,
     mnt: &Path,
 ) -> Result<ChangeSet> {
+    if let Some(ns) = &inner.ns
+        && !ns.is_alive()
+    {
+        return Err(StagingError::Mount {
+            op: "collect",
+            path: mnt.to_owned(),
+            source: std::io::Error::other(format!(
+                "the process holding the user namespace (pid {}) has exited, taking the view's mount with it",
+                ns.holder_pid()
+            )),
+        });
+    }
+    let flavor = Flavor::of(inner.ns.as_ref());
     let mut c = Collector::new(inner, generation);
-    walk_upper(&mut c, upper, mnt, "")?;
+    walk_upper(&mut c, flavor, upper, mnt, "")?;
     Ok(c.finish())
 }
 
-fn walk_upper(c: &mut Collector<'_>, upper: &Path, mnt: &Path, dir: &str) -> Result<()> {
+fn walk_upper(
+    c: &mut Collector<'_>,
+    flavor: Flavor,
+    upper: &Path,
+    mnt: &Path,
+    dir: &str,
+) -> Result<()> {
     let disk_dir = upper.join(dir);
     let items = fs::read_dir(&disk_dir).map_err(StagingError::io("read dir", &disk_dir))?;
     for item in items {
@@ -229,10 +398,10 @@ fn walk_upper(c: &mut Collector<'_>, upper: &Path, mnt: &Path, dir: &str) -> Res
             let old = c.old(&path)?;
             c.emit(&path, old, None)?;
         } else if meta.is_dir() {
-            let opaque = sys::get_xattr(&disk, sys::XATTR_OPAQUE)
+            let opaque = sys::get_xattr(&disk, flavor.opaque_xattr())
                 .map_err(StagingError::io("read xattr", &disk))?
                 .is_some_and(|v| v == b"y");
-            let redirect = sys::get_xattr(&disk, sys::XATTR_REDIRECT)
+            let redirect = sys::get_xattr(&disk, flavor.redirect_xattr())
                 .map_err(StagingError::io("read xattr", &disk))?;
             let old = c.old(&path)?;
             let was_dir = old.as_ref().is_some_and(|l| l.kind == EntryKind::Dir);
@@ -242,7 +411,7 @@ fn walk_upper(c: &mut Collector<'_>, upper: &Path, mnt: &Path, dir: &str) -> Res
                 c.emit(&path, old, Some(Entry::Dir))?;
                 compare_subtree(c, mnt, &path, was_dir)?;
             } else {
-                walk_upper(c, upper, mnt, &path)?;
+                walk_upper(c, flavor, upper, mnt, &path)?;
             }
         } else {
             let Some(new) = c.read_new(&path, &disk, &meta)? else {

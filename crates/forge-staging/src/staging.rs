@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 use crate::error::{Result, StagingError};
 use crate::layers::Store;
 use crate::paths::{self, Ignores};
-use crate::types::{Backend, Entry, LayerChange, PublishReport, StagingOptions};
+use crate::types::{Backend, Entry, LayerChange, OverlayMode, PublishReport, StagingOptions};
+use crate::userns::Namespace;
 use crate::view::View;
 use crate::{copy, overlay, publish, sys, worktree};
 
@@ -24,6 +25,8 @@ pub(crate) struct Inner {
     pub(crate) ignores: Ignores,
     pub(crate) backend: Backend,
     pub(crate) reason: String,
+    /// The user namespace overlay views are mounted in ([`OverlayMode::UserNamespace`]).
+    pub(crate) ns: Option<Arc<Namespace>>,
     pub(crate) opts: StagingOptions,
     pub(crate) live_views: AtomicUsize,
     /// Serializes building folded overlay layers.
@@ -69,8 +72,9 @@ impl Staging {
     /// [`cleanup`](crate::cleanup) first.
     ///
     /// With `opts.backend == None` the backend is chosen automatically: overlay when
-    /// mounting one works (Linux, root), else reflink when the run directory's file system
-    /// clones files, else copy. [`Staging::backend_reason`] says why.
+    /// mounting one works (Linux: as root, else in a user namespace, see
+    /// [`OverlayMode`]), else reflink when the run directory's file system clones files,
+    /// else copy. [`Staging::backend_reason`] says why.
     ///
     /// # Errors
     ///
@@ -99,8 +103,12 @@ impl Staging {
             let d = run_dir.join(sub);
             fs::create_dir_all(&d).map_err(StagingError::io("mkdir", &d))?;
         }
-        let (backend, reason) = choose_backend(&repo, &run_dir, opts.backend)?;
-        let whiteouts = sys::is_root();
+        let Choice {
+            backend,
+            reason,
+            ns,
+        } = choose_backend(&repo, &run_dir, &opts)?;
+        let whiteouts = sys::can_make_whiteouts(&run_dir);
         let (store, _removed) = Store::open(&repo, &run_dir.join("layers"), whiteouts)?;
         if let Some(published) = publish::published_generation(&run_dir)? {
             store.set_oldest(published);
@@ -113,6 +121,7 @@ impl Staging {
             ignores,
             backend,
             reason,
+            ns,
             opts,
             live_views: AtomicUsize::new(0),
             flat_lock: Mutex::new(()),
@@ -134,6 +143,13 @@ impl Staging {
     #[must_use]
     pub fn backend_reason(&self) -> &str {
         &self.inner.reason
+    }
+
+    /// How overlay views are mounted: `Some` (never [`OverlayMode::Auto`]) when the
+    /// backend is overlay.
+    #[must_use]
+    pub fn overlay_mode(&self) -> Option<OverlayMode> {
+        (self.inner.backend == Backend::Overlay).then(|| overlay::mode(self.inner.ns.as_ref()))
     }
 
     /// The repository (generation 0), canonicalized.
@@ -295,38 +311,49 @@ impl Staging {
     }
 }
 
+/// The backend chosen, why, and the user namespace overlay views need.
+struct Choice {
+    backend: Backend,
+    reason: String,
+    ns: Option<Arc<Namespace>>,
+}
+
+impl Choice {
+    fn new(backend: Backend, reason: impl Into<String>) -> Choice {
+        Choice {
+            backend,
+            reason: reason.into(),
+            ns: None,
+        }
+    }
+}
+
 /// Picks the backend: the one asked for (falling back from reflink to copy), or auto.
-fn choose_backend(
-    repo: &Path,
-    run_dir: &Path,
-    asked: Option<Backend>,
-) -> Result<(Backend, String)> {
-    match asked {
-        Some(Backend::Overlay) => match overlay::probe(run_dir) {
-            Ok(()) => Ok((
-                Backend::Overlay,
-                "overlay asked for; overlayfs mounts work here".into(),
-            )),
+fn choose_backend(repo: &Path, run_dir: &Path, opts: &StagingOptions) -> Result<Choice> {
+    match opts.backend {
+        Some(Backend::Overlay) => match choose_overlay(run_dir, opts.overlay_mode) {
+            Ok((ns, how)) => Ok(Choice {
+                backend: Backend::Overlay,
+                reason: format!("overlay asked for; {how}"),
+                ns,
+            }),
             Err(reason) => Err(StagingError::BackendUnavailable {
                 backend: Backend::Overlay,
                 reason,
             }),
         },
-        Some(Backend::Reflink) => match copy::probe_reflink(repo, run_dir) {
-            Ok(()) => Ok((
-                Backend::Reflink,
-                "reflink asked for; FICLONE works here".into(),
-            )),
-            Err(reason) => Ok((
+        Some(Backend::Reflink) => Ok(match copy::probe_reflink(repo, run_dir) {
+            Ok(()) => Choice::new(Backend::Reflink, "reflink asked for; FICLONE works here"),
+            Err(reason) => Choice::new(
                 Backend::Copy,
                 format!("reflink asked for but unavailable ({reason}); using copy"),
-            )),
-        },
-        Some(Backend::Copy) => Ok((Backend::Copy, "copy asked for".into())),
+            ),
+        }),
+        Some(Backend::Copy) => Ok(Choice::new(Backend::Copy, "copy asked for")),
         Some(Backend::Worktree) => match worktree::probe(repo) {
-            Ok(()) => Ok((
+            Ok(()) => Ok(Choice::new(
                 Backend::Worktree,
-                "worktree asked for; the repository is a git work tree".into(),
+                "worktree asked for; the repository is a git work tree",
             )),
             Err(reason) => Err(StagingError::BackendUnavailable {
                 backend: Backend::Worktree,
@@ -334,27 +361,52 @@ fn choose_backend(
             }),
         },
         None => {
-            let overlay_err = match overlay::probe(run_dir) {
-                Ok(()) => {
-                    return Ok((
-                        Backend::Overlay,
-                        "auto: overlayfs mounts work here (root on Linux)".into(),
-                    ));
+            let overlay_err = match choose_overlay(run_dir, opts.overlay_mode) {
+                Ok((ns, how)) => {
+                    return Ok(Choice {
+                        backend: Backend::Overlay,
+                        reason: format!("auto: {how}"),
+                        ns,
+                    });
                 }
                 Err(reason) => reason,
             };
-            match copy::probe_reflink(repo, run_dir) {
-                Ok(()) => Ok((
+            Ok(match copy::probe_reflink(repo, run_dir) {
+                Ok(()) => Choice::new(
                     Backend::Reflink,
                     format!("auto: overlay unavailable ({overlay_err}); FICLONE works"),
-                )),
-                Err(reflink_err) => Ok((
+                ),
+                Err(reflink_err) => Choice::new(
                     Backend::Copy,
                     format!(
                         "auto: overlay unavailable ({overlay_err}); reflink unavailable ({reflink_err})"
                     ),
-                )),
-            }
+                ),
+            })
         }
+    }
+}
+
+/// Finds how overlay views can be mounted under `mode`: the namespace to mount them in
+/// (for [`OverlayMode::UserNamespace`]) and a sentence saying how; or why none works.
+fn choose_overlay(
+    run_dir: &Path,
+    mode: OverlayMode,
+) -> Result<(Option<Arc<Namespace>>, String), String> {
+    const MOUNT: &str = "overlayfs mounts work here (root)";
+    const USERNS: &str = "overlayfs mounts work in a user namespace (unprivileged, userxattr; \
+                          renaming a directory of an older generation fails with EXDEV)";
+    match mode {
+        OverlayMode::Mount => overlay::probe_mount(run_dir).map(|()| (None, MOUNT.into())),
+        OverlayMode::UserNamespace => {
+            overlay::probe_user_namespace(run_dir).map(|ns| (Some(ns), USERNS.into()))
+        }
+        OverlayMode::Auto => match overlay::probe_mount(run_dir) {
+            Ok(()) => Ok((None, MOUNT.into())),
+            Err(mount_err) => match overlay::probe_user_namespace(run_dir) {
+                Ok(ns) => Ok((Some(ns), USERNS.into())),
+                Err(userns_err) => Err(format!("{mount_err}; in a user namespace: {userns_err}")),
+            },
+        },
     }
 }

@@ -1,5 +1,5 @@
 //! Thin wrappers over the OS calls staging needs: whiteouts, overlay xattrs, mounts, clones,
-//! fsync; all through rustix's safe API, so the crate has no `unsafe`.
+//! fsync; all through rustix's safe API (the crate's only `unsafe` is in `userns`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -10,11 +10,6 @@ use rustix::fs::{FileType, Mode, XattrFlags};
 
 use crate::error::{Result, StagingError};
 use crate::types::{Entry, EntryKind};
-
-/// xattr marking an overlay directory opaque (its lower contents hidden).
-pub(crate) const XATTR_OPAQUE: &str = "trusted.overlay.opaque";
-/// xattr recording where a renamed overlay directory came from.
-pub(crate) const XATTR_REDIRECT: &str = "trusted.overlay.redirect";
 
 /// Whether the process runs with effective uid 0.
 pub(crate) fn is_root() -> bool {
@@ -33,14 +28,23 @@ pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Whether whiteouts can be created in `dir` (as root; unprivileged since Linux 5.8).
+pub(crate) fn can_make_whiteouts(dir: &Path) -> bool {
+    let probe = dir.join(format!(".probe-whiteout-{}", std::process::id()));
+    let _ = fs::remove_file(&probe);
+    let made = make_whiteout(&probe).is_ok();
+    let _ = fs::remove_file(&probe);
+    made
+}
+
 /// Whether metadata describes an overlayfs whiteout.
 pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-/// Marks the directory `path` opaque for overlayfs.
-pub(crate) fn set_opaque(path: &Path) -> io::Result<()> {
-    rustix::fs::lsetxattr(path, XATTR_OPAQUE, b"y", XattrFlags::empty()).map_err(io::Error::from)
+/// Sets the xattr `name` of `path` (not following symlinks) to `value`.
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    rustix::fs::lsetxattr(path, name, value, XattrFlags::empty()).map_err(io::Error::from)
 }
 
 /// Reads the xattr `name` of `path` without following symlinks; `None` when absent.
@@ -215,12 +219,35 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StagingError::io("stat", path)(e)),
     };
-    if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
+    if !meta.is_dir() {
+        return fs::remove_file(path).map_err(StagingError::io("remove", path));
+    }
+    match fs::remove_dir_all(path) {
+        // overlayfs leaves `work/work` with mode 000: without root, make our own
+        // directories listable and try again.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up_dirs(path);
+            fs::remove_dir_all(path)
+        }
+        other => other,
     }
     .map_err(StagingError::io("remove", path))
+}
+
+/// Gives the owner full access to every directory below `root` that it can reach.
+fn open_up_dirs(root: &Path) {
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        let Ok(items) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for item in items.flatten() {
+            if item.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(item.path());
+            }
+        }
+    }
 }
 
 /// Copies the file or symlink at `src` to the new path `dst`, streaming file data (never

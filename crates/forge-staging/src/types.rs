@@ -49,7 +49,8 @@ pub enum EntryKind {
 /// How views are made.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Backend {
-    /// overlayfs (Linux, root): O(1) views, change collection from the upper directory.
+    /// overlayfs (Linux; as root, or unprivileged in a user namespace, see
+    /// [`OverlayMode`]): O(1) views, change collection from the upper directory.
     Overlay,
     /// Per-file clones (`FICLONE`) on btrfs, XFS and other reflink-capable file systems.
     Reflink,
@@ -103,6 +104,24 @@ impl FromStr for Backend {
     }
 }
 
+/// How the overlay backend mounts its views.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+pub enum OverlayMode {
+    /// [`OverlayMode::Mount`] when it works (root), else [`OverlayMode::UserNamespace`].
+    #[default]
+    Auto,
+    /// Plain mounts in this process's mount namespace: needs root (`CAP_SYS_ADMIN`).
+    /// Directory renames work (`redirect_dir=on`).
+    Mount,
+    /// Mounts inside a user and mount namespace this process creates (Linux 5.11 or
+    /// newer, no privileges needed), with `userxattr`. Views are reached from this
+    /// process through `/proc`, and processes must join the namespace to work in them:
+    /// see [`ViewNamespace`](crate::ViewNamespace). Renaming a directory that came from
+    /// a lower generation fails with `EXDEV` (overlayfs allows no redirects there);
+    /// `mv` and most tools then copy and delete instead.
+    UserNamespace,
+}
+
 /// How [`Staging::open`](crate::Staging::open) sets a run up.
 #[derive(Clone, Debug)]
 pub struct StagingOptions {
@@ -117,6 +136,8 @@ pub struct StagingOptions {
     /// The most lower directories an overlay mount may stack before layers are compacted.
     /// overlayfs accepts 500; the option string (one page) usually binds first.
     pub max_overlay_layers: usize,
+    /// How overlay views are mounted (when the backend is overlay).
+    pub overlay_mode: OverlayMode,
 }
 
 impl Default for StagingOptions {
@@ -126,6 +147,7 @@ impl Default for StagingOptions {
             ignores: Vec::new(),
             default_ignores: true,
             max_overlay_layers: 128,
+            overlay_mode: OverlayMode::Auto,
         }
     }
 }

@@ -9,13 +9,20 @@ use crate::error::{Result, StagingError};
 use crate::snapshot::{self, Snapshot};
 use crate::staging::Inner;
 use crate::types::ChangeSet;
+use crate::userns::ViewNamespace;
 use crate::{overlay, sys, worktree};
 
 /// How a view was made, and what its collection needs.
 #[derive(Debug)]
 pub(crate) enum ViewState {
-    /// An overlay mounted at `mnt` with upper directory `upper`.
-    Overlay { upper: PathBuf, mnt: PathBuf },
+    /// An overlay mounted at `mnt` with upper directory `upper`; this process reaches the
+    /// mount at `outside` (`mnt` itself, or through `/proc` when it lives in `namespace`).
+    Overlay {
+        upper: PathBuf,
+        mnt: PathBuf,
+        outside: PathBuf,
+        namespace: Option<ViewNamespace>,
+    },
     /// A copy (or clone) at `tree`, with the stat snapshot taken when it was made.
     Copy { tree: PathBuf, snapshot: Snapshot },
     /// A git worktree at `tree`, with its stat snapshot.
@@ -25,7 +32,7 @@ pub(crate) enum ViewState {
 impl ViewState {
     fn path(&self) -> &Path {
         match self {
-            ViewState::Overlay { mnt, .. } => mnt,
+            ViewState::Overlay { outside, .. } => outside,
             ViewState::Copy { tree, .. } | ViewState::Worktree { tree, .. } => tree,
         }
     }
@@ -64,12 +71,29 @@ impl View {
         }
     }
 
-    /// The directory the agent works in.
+    /// The directory the agent works in, as this process reaches it.
+    ///
+    /// For an overlay view in a user namespace ([`OverlayMode::UserNamespace`]) this is a
+    /// `/proc/<pid>/root/...` path: right for reading and writing files from this process,
+    /// but a child process should join the namespace instead, see [`View::namespace`].
+    ///
+    /// [`OverlayMode::UserNamespace`]: crate::OverlayMode::UserNamespace
     #[must_use]
     pub fn path(&self) -> &Path {
         self.state
             .as_ref()
             .map_or(self.dir.as_path(), ViewState::path)
+    }
+
+    /// The namespace a child process must join to work in this view: `Some` only for
+    /// overlay views mounted in a user namespace. [`ViewNamespace::configure`] sets up a
+    /// [`std::process::Command`] to join it and start in the view.
+    #[must_use]
+    pub fn namespace(&self) -> Option<&ViewNamespace> {
+        match &self.state {
+            Some(ViewState::Overlay { namespace, .. }) => namespace.as_ref(),
+            _ => None,
+        }
     }
 
     /// The generation the view started from.
@@ -97,8 +121,8 @@ impl View {
     /// Reading the view or the generation fails.
     pub fn collect(&self) -> Result<ChangeSet, StagingError> {
         match self.state.as_ref() {
-            Some(ViewState::Overlay { upper, mnt }) => {
-                overlay::collect(&self.inner, self.generation, upper, mnt)
+            Some(ViewState::Overlay { upper, outside, .. }) => {
+                overlay::collect(&self.inner, self.generation, upper, outside)
             }
             Some(ViewState::Copy { tree, snapshot })
             | Some(ViewState::Worktree { tree, snapshot }) => {
@@ -124,7 +148,7 @@ impl View {
         };
         self.inner.live_views.fetch_sub(1, Ordering::AcqRel);
         if let ViewState::Overlay { mnt, .. } = &state {
-            sys::unmount(mnt)?;
+            overlay::unmount(&self.inner, mnt)?;
         }
         let trash = self
             .inner

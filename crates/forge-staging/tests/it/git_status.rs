@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use forge_staging::{Backend, Entry, Staging, StagingOptions};
+use forge_staging::{Backend, Entry, Staging, View};
 
-use crate::support::{backends, git, make_repo};
+use crate::support::{git_in, make_repo, setups};
 
-/// Paths from `git status --porcelain -uall -z`.
-fn git_paths(dir: &std::path::Path) -> BTreeSet<String> {
-    let out = git(
-        dir,
+/// Paths from `git status --porcelain -uall -z` in the view.
+fn git_paths(view: &View) -> BTreeSet<String> {
+    let out = git_in(
+        view,
         &["status", "--porcelain", "-uall", "-z", "--no-renames"],
     );
     out.split('\0')
@@ -23,19 +23,15 @@ fn git_paths(dir: &std::path::Path) -> BTreeSet<String> {
 
 #[test]
 fn changed_paths_equal_git_status() {
-    for backend in backends() {
+    for setup in setups() {
+        let backend = setup.backend;
         if backend == Backend::Reflink {
             continue;
         }
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         make_repo(&repo);
-        let staging = Staging::open(
-            &repo,
-            &tmp.path().join("run"),
-            StagingOptions::with_backend(Some(backend)),
-        )
-        .expect("open");
+        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
         let view = staging.create_view(0, "diff").expect("view");
         let v = view.path();
         fs::write(v.join("src/lib.rs"), "pub fn f() -> u32 {\n    2\n}\n").expect("modify");
@@ -61,7 +57,7 @@ fn changed_paths_equal_git_status() {
             fs::read(repo.join("src/main.rs")).expect("read"),
         )
         .expect("rewrite same");
-        if backend == Backend::Overlay {
+        if backend == Backend::Overlay && setup.renames_lower_dirs() {
             fs::rename(v.join("docs/deep"), v.join("deep2")).expect("rename dir");
         }
 
@@ -80,7 +76,7 @@ fn changed_paths_equal_git_status() {
             })
             .map(|c| c.path.clone())
             .collect();
-        assert_eq!(ours, git_paths(v), "backend {backend}");
+        assert_eq!(ours, git_paths(&view), "backend {setup}");
         assert!(ours.contains("src/main.rs"), "mode change missing");
     }
 }
@@ -109,14 +105,15 @@ fn random_operations_agree_with_git_status() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = tmp.path().join("repo");
     make_repo(&repo);
-    for backend in backends() {
+    for setup in setups() {
+        let backend = setup.backend;
         if backend == Backend::Reflink {
             continue;
         }
         let staging = Staging::open(
             &repo,
-            &tmp.path().join(format!("run-{backend}")),
-            StagingOptions::with_backend(Some(backend)),
+            &tmp.path().join(format!("run-{}", setup.slug())),
+            setup.options(),
         )
         .expect("open");
         let base: crate::model::Model = staging
@@ -148,7 +145,7 @@ fn random_operations_agree_with_git_status() {
                 crate::model::apply(&mut model, view.path(), op);
             }
             let got = view.collect().expect("collect");
-            prop_assert_eq!(leaf_paths(&staging, 0, &got), git_paths(view.path()), "backend {}", backend);
+            prop_assert_eq!(leaf_paths(&staging, 0, &got), git_paths(&view), "backend {}", setup);
         });
     }
 }

@@ -6,4 +6,5 @@ mod support;
 mod cleanup;
 mod git_status;
 mod model;
+mod userns;
 mod views;

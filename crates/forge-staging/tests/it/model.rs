@@ -11,7 +11,7 @@ use std::path::Path;
 use forge_staging::{Backend, ChangeKind, Entry, LayerChange, Staging, StagingOptions};
 use proptest::prelude::*;
 
-use crate::support::{backends, make_repo, tree_digest};
+use crate::support::{Setup, make_repo, setups, tree_digest};
 
 /// The model: every path (directories included) and its entry.
 pub(crate) type Model = BTreeMap<String, Entry>;
@@ -151,7 +151,7 @@ pub(crate) fn apply(model: &mut Model, root: &Path, op: &Op) {
             {
                 return;
             }
-            fs::rename(disk(from), disk(to)).expect("rename(2)");
+            rename_like_mv(&disk(from), &disk(to));
             let prefix = format!("{from}/");
             let moved: Vec<(String, Entry)> = model
                 .iter()
@@ -278,14 +278,9 @@ fn model_of(staging: &Staging, g: u64) -> Model {
         .collect()
 }
 
-fn run_case(backend: Backend, repo: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run_case(setup: Setup, repo: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let staging = Staging::open(
-        repo,
-        &tmp.path().join("run"),
-        StagingOptions::with_backend(Some(backend)),
-    )
-    .expect("open");
+    let staging = Staging::open(repo, &tmp.path().join("run"), setup.options()).expect("open");
     // Generation 1 changes the repository a little, so views stack on a layer.
     let g1 = staging
         .commit(&[
@@ -325,8 +320,8 @@ fn run_case(backend: Backend, repo: &Path, ops: &[Op]) -> Result<(), TestCaseErr
         .iter()
         .map(|c| (c.path.clone(), c.kind, c.entry.clone()))
         .collect();
-    prop_assert_eq!(&got.rejected, &Vec::new(), "backend {}", backend);
-    prop_assert_eq!(got_triples, expected(&base, &model), "backend {}", backend);
+    prop_assert_eq!(&got.rejected, &Vec::new(), "backend {}", setup);
+    prop_assert_eq!(got_triples, expected(&base, &model), "backend {}", setup);
     let g2 = staging
         .commit(&got.to_layer_changes())
         .expect("commit the collected changes");
@@ -334,11 +329,39 @@ fn run_case(backend: Backend, repo: &Path, ops: &[Op]) -> Result<(), TestCaseErr
         model_of(&staging, g2),
         model,
         "backend {}: committed generation differs",
-        backend
+        setup
     );
     view.discard().expect("discard");
     staging.wait_for_teardown();
     Ok(())
+}
+
+/// `rename(2)`, falling back like `mv` to copying and deleting when the file system
+/// refuses with `EXDEV` (an overlay in a user namespace cannot rename a lower directory).
+fn rename_like_mv(from: &Path, to: &Path) {
+    match fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            copy_tree(from, to);
+            fs::remove_dir_all(from).expect("rm -r after copying");
+        }
+        Err(e) => panic!("rename(2) {} -> {}: {e}", from.display(), to.display()),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let meta = fs::symlink_metadata(from).expect("stat");
+    if meta.is_dir() {
+        fs::create_dir(to).expect("mkdir");
+        for item in fs::read_dir(from).expect("read dir") {
+            let item = item.expect("read dir");
+            copy_tree(&item.path(), &to.join(item.file_name()));
+        }
+    } else if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from).expect("readlink"), to).expect("symlink");
+    } else {
+        fs::copy(from, to).expect("copy");
+    }
 }
 
 fn cases() -> u32 {
@@ -355,7 +378,7 @@ fn random_operations_match_the_model_on_every_backend() {
     let repo = tmp.path().join("repo");
     make_repo(&repo);
     let before = tree_digest(&repo);
-    for backend in backends() {
+    for backend in setups() {
         let config = ProptestConfig {
             cases: cases(),
             failure_persistence: None,

@@ -7,20 +7,37 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use forge_staging::{Backend, Staging, StagingOptions};
+use forge_staging::{Backend, OverlayMode, Staging, StagingOptions, View};
 
-/// Whether overlay tests run. Overlay must work unless `FORGE_ALLOW_SKIP_OVERLAY=1`, in
-/// which case a test that cannot use it says why and skips.
+/// Whether overlay tests with plain mounts run: they need root, and overlay must work
+/// then unless `FORGE_ALLOW_SKIP_OVERLAY=1`, in which case a test says why and skips.
 pub(crate) fn overlay_ok() -> bool {
-    static OK: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = OK.get_or_init(|| {
+    if !rustix::process::geteuid().is_root() {
+        static SAID: OnceLock<()> = OnceLock::new();
+        SAID.get_or_init(|| {
+            eprintln!("skipping plain overlay mounts: they need root (overlay in a user namespace is still tested)");
+        });
+        return false;
+    }
+    mode_works(OverlayMode::Mount)
+}
+
+/// Whether overlay tests in a user namespace run. They must work unless
+/// `FORGE_ALLOW_SKIP_OVERLAY=1`, in which case a test says why and skips.
+pub(crate) fn userns_ok() -> bool {
+    mode_works(OverlayMode::UserNamespace)
+}
+
+fn mode_works(mode: OverlayMode) -> bool {
+    static RESULTS: [OnceLock<Result<(), String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let result = RESULTS[usize::from(mode == OverlayMode::UserNamespace)].get_or_init(|| {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let repo = tmp.path().join("repo");
         fs::create_dir(&repo).map_err(|e| e.to_string())?;
         Staging::open(
             &repo,
             &tmp.path().join("run"),
-            StagingOptions::with_backend(Some(Backend::Overlay)),
+            Setup::overlay(mode).options(),
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -28,29 +45,101 @@ pub(crate) fn overlay_ok() -> bool {
     match result {
         Ok(()) => true,
         Err(reason) if std::env::var("FORGE_ALLOW_SKIP_OVERLAY").as_deref() == Ok("1") => {
-            eprintln!("skipping overlay: {reason} (FORGE_ALLOW_SKIP_OVERLAY=1)");
+            eprintln!("skipping overlay ({mode:?}): {reason} (FORGE_ALLOW_SKIP_OVERLAY=1)");
             false
         }
         Err(reason) => panic!(
-            "overlayfs does not work here: {reason}; run as root on Linux, or set FORGE_ALLOW_SKIP_OVERLAY=1 to skip"
+            "overlayfs ({mode:?}) does not work here: {reason}; run on Linux 5.11 or newer (as root for plain mounts), or set FORGE_ALLOW_SKIP_OVERLAY=1 to skip"
         ),
     }
 }
 
-/// The backends to test: copy, reflink (may fall back to copy), worktree, and overlay.
-pub(crate) fn backends() -> Vec<Backend> {
-    let mut out = vec![Backend::Copy, Backend::Reflink, Backend::Worktree];
+/// One way of making views that tests cover: a backend and, for overlay, how it mounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Setup {
+    pub(crate) backend: Backend,
+    pub(crate) overlay: OverlayMode,
+}
+
+impl Setup {
+    pub(crate) fn overlay(mode: OverlayMode) -> Setup {
+        Setup {
+            backend: Backend::Overlay,
+            overlay: mode,
+        }
+    }
+
+    pub(crate) fn options(self) -> StagingOptions {
+        let mut opts = StagingOptions::with_backend(Some(self.backend));
+        opts.overlay_mode = self.overlay;
+        opts
+    }
+
+    /// A name usable as a file name.
+    pub(crate) fn slug(self) -> String {
+        match (self.backend, self.overlay) {
+            (Backend::Overlay, OverlayMode::UserNamespace) => "overlay-userns".into(),
+            (backend, _) => backend.to_string(),
+        }
+    }
+
+    /// Whether renaming a directory of an older generation fails with `EXDEV` here.
+    pub(crate) fn renames_lower_dirs(self) -> bool {
+        !(self.backend == Backend::Overlay && self.overlay == OverlayMode::UserNamespace)
+    }
+}
+
+impl std::fmt::Display for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.backend, self.overlay) {
+            (Backend::Overlay, OverlayMode::UserNamespace) => {
+                f.write_str("overlay (user namespace)")
+            }
+            (backend, _) => write!(f, "{backend}"),
+        }
+    }
+}
+
+/// What to test: copy, reflink (may fall back to copy), worktree, overlay with plain
+/// mounts (root) and overlay in a user namespace.
+pub(crate) fn setups() -> Vec<Setup> {
+    let mut out: Vec<Setup> = [Backend::Copy, Backend::Reflink, Backend::Worktree]
+        .into_iter()
+        .map(|backend| Setup {
+            backend,
+            overlay: OverlayMode::Auto,
+        })
+        .collect();
     if overlay_ok() {
-        out.push(Backend::Overlay);
+        out.push(Setup::overlay(OverlayMode::Mount));
+    }
+    if userns_ok() {
+        out.push(Setup::overlay(OverlayMode::UserNamespace));
     }
     out
 }
 
 /// Runs git in `dir` and returns its standard output.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir);
+    run_git(cmd, args)
+}
+
+/// Runs git in a view (joining its namespace if it has one) and returns its output.
+pub(crate) fn git_in(view: &View, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    match view.namespace() {
+        Some(ns) => ns.configure(&mut cmd),
+        None => {
+            cmd.current_dir(view.path());
+        }
+    }
+    run_git(cmd, args)
+}
+
+fn run_git(mut cmd: Command, args: &[&str]) -> String {
+    let out = cmd
         .args([
             "-c",
             "user.name=forge",

@@ -8,7 +8,7 @@ use forge_staging::{
     Backend, ChangeKind, Entry, LayerChange, RejectReason, Staging, StagingOptions,
 };
 
-use crate::support::{backends, make_repo, overlay_ok, tree_digest};
+use crate::support::{Setup, make_repo, overlay_ok, setups, tree_digest};
 
 fn file(s: &str) -> Option<Entry> {
     Some(Entry::File {
@@ -35,17 +35,13 @@ fn backend_names_round_trip() {
 
 #[test]
 fn edits_are_collected_and_base_untouched_on_every_backend() {
-    for backend in backends() {
+    for setup in setups() {
+        let backend = setup.backend;
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         make_repo(&repo);
         let before = tree_digest(&repo);
-        let staging = Staging::open(
-            &repo,
-            &tmp.path().join("run"),
-            StagingOptions::with_backend(Some(backend)),
-        )
-        .expect("open");
+        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
         let view = staging.create_view(0, "v1").expect("create view");
         let v = view.path();
         assert_eq!(
@@ -125,16 +121,12 @@ fn edits_are_collected_and_base_untouched_on_every_backend() {
 
 #[test]
 fn type_changes_between_file_dir_and_symlink() {
-    for backend in backends() {
+    for setup in setups() {
+        let backend = setup.backend;
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         make_repo(&repo);
-        let staging = Staging::open(
-            &repo,
-            &tmp.path().join("run"),
-            StagingOptions::with_backend(Some(backend)),
-        )
-        .expect("open");
+        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
         let view = staging.create_view(0, "v").expect("view");
         let v = view.path();
         fs::remove_file(v.join("README.md")).expect("rm");
@@ -176,16 +168,12 @@ fn type_changes_between_file_dir_and_symlink() {
 
 #[test]
 fn fifos_sockets_and_escaping_symlinks_are_rejected() {
-    for backend in backends() {
+    for setup in setups() {
+        let backend = setup.backend;
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         make_repo(&repo);
-        let staging = Staging::open(
-            &repo,
-            &tmp.path().join("run"),
-            StagingOptions::with_backend(Some(backend)),
-        )
-        .expect("open");
+        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
         let view = staging.create_view(0, "v").expect("view");
         let v = view.path();
         let status = std::process::Command::new("mkfifo")
@@ -308,14 +296,24 @@ fn overlay_directory_rename_is_collected_as_delete_plus_add() {
 
 #[test]
 fn long_overlay_stacks_are_compacted_without_disturbing_live_views() {
-    if !overlay_ok() {
-        return;
+    for setup in setups() {
+        if setup.backend == Backend::Overlay {
+            compact_long_stack(setup);
+        }
     }
+}
+
+fn compact_long_stack(setup: Setup) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = tmp.path().join("repo");
     make_repo(&repo);
-    let mut opts = StagingOptions::with_backend(Some(Backend::Overlay));
+    let mut opts = setup.options();
     opts.max_overlay_layers = 4;
+    let flat = if setup.renames_lower_dirs() {
+        "run/flat"
+    } else {
+        "run/flat-user"
+    };
     let staging = Staging::open(&repo, &tmp.path().join("run"), opts).expect("open");
     let early = staging.create_view(0, "early").expect("view");
     let mut views = Vec::new();
@@ -374,13 +372,8 @@ fn long_overlay_stacks_are_compacted_without_disturbing_live_views() {
         views.push(view);
     }
     assert!(
-        tmp.path()
-            .join("run/flat")
-            .read_dir()
-            .expect("flat dir")
-            .count()
-            > 0,
-        "no folded layer was built"
+        tmp.path().join(flat).read_dir().expect("flat dir").count() > 0,
+        "{setup}: no folded layer was built"
     );
     assert_eq!(
         fs::read_to_string(early.path().join("docs/a.md")).expect("early view intact"),
@@ -489,20 +482,24 @@ fn staging_is_shared_across_threads() {
     assert_send_sync::<forge_staging::ChangeSet>();
     assert_send_sync::<forge_staging::StagingError>();
 
+    // Every setup whose views are cheap (mounts); copy when there is none.
+    let mut cheap: Vec<Setup> = setups()
+        .into_iter()
+        .filter(|s| s.backend == Backend::Overlay)
+        .collect();
+    if cheap.is_empty() {
+        cheap.push(setups()[0]);
+    }
+    for setup in cheap {
+        two_threads_commit_through_views(setup);
+    }
+}
+
+fn two_threads_commit_through_views(setup: Setup) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = tmp.path().join("repo");
     make_repo(&repo);
-    let backend = if overlay_ok() {
-        Backend::Overlay
-    } else {
-        Backend::Copy
-    };
-    let staging = Staging::open(
-        &repo,
-        &tmp.path().join("run"),
-        StagingOptions::with_backend(Some(backend)),
-    )
-    .expect("open");
+    let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
     // Agents on two threads, each in its own view of the head when it started, committing
     // their changes; the commits serialize and every change lands in its own generation.
     std::thread::scope(|scope| {

@@ -1,0 +1,326 @@
+//! Overlay views without root: a user and mount namespace that owns the views' mounts,
+//! and the fork hooks that run a mount, an unmount or an agent process inside it.
+//!
+//! Since Linux 5.11 an unprivileged user may mount overlayfs inside a user namespace it
+//! created (with `userxattr`, so overlayfs keeps its bookkeeping in `user.overlay.*`). The
+//! mounts exist only in that namespace's mount table, so:
+//! - a *holder* process (`/bin/sh` blocked reading a pipe) keeps the namespaces alive and
+//!   gives this process a way in: `/proc/<holder>/root/<path>` resolves `<path>` in the
+//!   holder's mount namespace, which is how [`View::path`](crate::View::path) reaches a
+//!   view from outside;
+//! - mounts and unmounts run in a short-lived forked child that joins the namespaces
+//!   (`setns` needs a single-threaded caller, which this process is not);
+//! - an agent process joins the namespaces the same way just before `exec`
+//!   ([`ViewNamespace::configure`]), so it sees the view at its real path.
+//!
+//! When the holder dies (and every file descriptor of the namespaces is closed) the
+//! kernel removes the namespace with all its mounts: a crashed run leaves directories,
+//! never mounts.
+//!
+//! This is the only module of the crate with `unsafe` code: `pre_exec` hooks. They run in
+//! the child between `fork` and `exec`, where only async-signal-safe work is allowed, so
+//! they make raw system calls on buffers built before the fork and never allocate.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+
+/// The holder's program. POSIX puts a shell there; git needs one too.
+const HOLDER: &str = "/bin/sh";
+
+/// A user and mount namespace owned by this process, kept alive by a holder process.
+pub(crate) struct Namespace {
+    holder: Mutex<Child>,
+    pid: u32,
+    /// `/proc/<holder>/root`: paths below it resolve inside the namespace.
+    proc_root: PathBuf,
+    user: OwnedFd,
+    mnt: OwnedFd,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("holder_pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// Creates a user namespace mapping this process's uid and gid to themselves, with a
+    /// mount namespace of its own, and a holder process inside.
+    pub(crate) fn create() -> io::Result<Namespace> {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let uid_map = format!("{uid} {uid} 1\n").into_bytes();
+        let gid_map = format!("{gid} {gid} 1\n").into_bytes();
+        let mut cmd = Command::new(HOLDER);
+        cmd.args(["-c", "read _"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .process_group(0);
+        // SAFETY: the hook only makes system calls on buffers allocated before the fork
+        // (`uid_map`, `gid_map` and static C strings); it allocates nothing and takes no
+        // lock, so it is safe in the child of a multi-threaded process.
+        unsafe {
+            cmd.pre_exec(move || enter_new_namespaces(&uid_map, &gid_map));
+        }
+        let mut holder = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create a user and mount namespace (holder {HOLDER}): {e}"),
+            )
+        })?;
+        let pid = holder.id();
+        let open = |kind: &str| -> io::Result<OwnedFd> {
+            let path = format!("/proc/{pid}/ns/{kind}");
+            rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("open {path}: {e}")))
+        };
+        let fds = open("user").and_then(|user| Ok((user, open("mnt")?)));
+        let (user, mnt) = match fds {
+            Ok(fds) => fds,
+            Err(e) => {
+                let _ = holder.kill();
+                let _ = holder.wait();
+                return Err(e);
+            }
+        };
+        Ok(Namespace {
+            holder: Mutex::new(holder),
+            pid,
+            proc_root: PathBuf::from(format!("/proc/{pid}/root")),
+            user,
+            mnt,
+        })
+    }
+
+    /// The holder's process id.
+    pub(crate) fn holder_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the holder still runs (views are unreachable from outside once it exits).
+    pub(crate) fn is_alive(&self) -> bool {
+        matches!(self.holder.lock().try_wait(), Ok(None))
+    }
+
+    /// Where this process reaches the absolute `path` of the namespace.
+    pub(crate) fn outside_path(&self, path: &Path) -> PathBuf {
+        self.proc_root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// Mounts an overlay at `target` with the option string `data`, inside the namespace.
+    pub(crate) fn mount_overlay(&self, target: &Path, data: &str) -> io::Result<()> {
+        let target = c_path(target)?;
+        let data = CString::new(data)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount options hold NUL"))?;
+        self.run_inside(move || {
+            rustix::mount::mount(
+                c"forge-staging",
+                target.as_c_str(),
+                c"overlay",
+                MountFlags::empty(),
+                data.as_c_str(),
+            )
+            .map_err(io::Error::from)
+        })
+    }
+
+    /// Unmounts `target` inside the namespace, detaching it lazily if a process is still
+    /// inside.
+    pub(crate) fn unmount(&self, target: &Path) -> io::Result<()> {
+        let target = c_path(target)?;
+        self.run_inside(move || {
+            match rustix::mount::unmount(target.as_c_str(), UnmountFlags::empty()) {
+                Err(rustix::io::Errno::BUSY) => {
+                    rustix::mount::unmount(target.as_c_str(), UnmountFlags::DETACH)
+                }
+                other => other,
+            }
+            .map_err(io::Error::from)
+        })
+    }
+
+    /// Runs `action` in a forked child that joined the namespaces, and waits for it. The
+    /// child never `exec`s: it exits right after `action`, and `spawn` reports an error the
+    /// hook returned.
+    fn run_inside<F>(&self, mut action: F) -> io::Result<()>
+    where
+        F: FnMut() -> io::Result<()> + Send + Sync + 'static,
+    {
+        let user = self.user.try_clone()?;
+        let mnt = self.mnt.try_clone()?;
+        // The program is never executed: the hook exits first.
+        let mut cmd = Command::new(HOLDER);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: `join`, `action` (a mount or unmount on C strings built before the fork)
+        // and `_exit` are system calls that neither allocate nor lock. `_exit` skips the
+        // destructors and atexit handlers of the forked copy of this process, which must
+        // not run in it.
+        unsafe {
+            cmd.pre_exec(move || {
+                join(user.as_fd(), mnt.as_fd())?;
+                action()?;
+                libc::_exit(0)
+            });
+        }
+        let status = cmd.spawn()?.wait()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "namespace helper process ended with {status}"
+            )))
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let holder = self.holder.get_mut();
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+}
+
+/// The first steps of the holder, in the child: new user and mount namespaces, the
+/// one-line id maps, and mount events from the outside propagated in but never out.
+fn enter_new_namespaces(uid_map: &[u8], gid_map: &[u8]) -> io::Result<()> {
+    // SAFETY: the forked child runs a single thread, so no other thread can observe the
+    // unshared state.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) }?;
+    // Unprivileged gid maps need setgroups denied first; kernels before 3.19 lack the file.
+    match write_proc(c"/proc/self/setgroups", b"deny") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => other?,
+    }
+    write_proc(c"/proc/self/uid_map", uid_map)?;
+    write_proc(c"/proc/self/gid_map", gid_map)?;
+    rustix::mount::mount_change(
+        c"/",
+        MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+    )?;
+    Ok(())
+}
+
+/// Writes `data` to a /proc file in one `write`, without allocating.
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let n = rustix::io::write(&fd, data)?;
+    if n == data.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+    }
+}
+
+/// Joins the user namespace, then the mount namespace (whose owner it is).
+fn join(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::thread::move_into_link_name_space(user, Some(LinkNameSpaceType::User))?;
+    rustix::thread::move_into_link_name_space(mnt, Some(LinkNameSpaceType::Mount))?;
+    Ok(())
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds NUL"))
+}
+
+/// What a child process needs to work in an overlay view that lives in a private user and
+/// mount namespace (unprivileged overlay, [`OverlayMode::UserNamespace`]).
+///
+/// Such a view exists only inside that namespace. This process reaches it through
+/// [`View::path`](crate::View::path) (a `/proc/<pid>/root/...` path), which is fine for
+/// reading and writing files, but a program started there would see a confusing working
+/// directory. [`ViewNamespace::configure`] makes a [`Command`] join the namespace and
+/// start in [`ViewNamespace::path`], the view's real path, just before `exec`.
+///
+/// Inside, the process keeps its user and group ids (they map to themselves) but has no
+/// extra privileges: set-user-id programs do not gain other users' ids there.
+///
+/// [`OverlayMode::UserNamespace`]: crate::OverlayMode::UserNamespace
+///
+/// # Example
+///
+/// ```no_run
+/// # fn run(view: &forge_staging::View) -> std::io::Result<()> {
+/// let mut cmd = std::process::Command::new("make");
+/// match view.namespace() {
+///     Some(ns) => ns.configure(&mut cmd),
+///     None => {
+///         cmd.current_dir(view.path());
+///     }
+/// }
+/// let status = cmd.status()?;
+/// # let _ = status; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ViewNamespace {
+    ns: Arc<Namespace>,
+    path: PathBuf,
+    c_path: Arc<CString>,
+}
+
+impl fmt::Debug for ViewNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViewNamespace")
+            .field("holder_pid", &self.ns.pid)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl ViewNamespace {
+    pub(crate) fn new(ns: Arc<Namespace>, path: &Path) -> io::Result<ViewNamespace> {
+        Ok(ViewNamespace {
+            ns,
+            c_path: Arc::new(c_path(path)?),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The view's directory as processes inside the namespace see it.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The process id of the process that keeps the namespace alive.
+    #[must_use]
+    pub fn holder_pid(&self) -> u32 {
+        self.ns.holder_pid()
+    }
+
+    /// Makes `cmd`, when spawned, join the namespace and change to [`ViewNamespace::path`]
+    /// right before `exec` (after any `current_dir` it was given). A failure to join is
+    /// reported by `spawn`.
+    pub fn configure(&self, cmd: &mut Command) {
+        let ns = Arc::clone(&self.ns);
+        let dir = Arc::clone(&self.c_path);
+        // SAFETY: `setns` and `chdir` are system calls on file descriptors and a C string
+        // that exist before the fork; nothing allocates or locks in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                join(ns.user.as_fd(), ns.mnt.as_fd())?;
+                rustix::process::chdir(dir.as_c_str())?;
+                Ok(())
+            });
+        }
+    }
+}
