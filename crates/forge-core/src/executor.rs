@@ -10,10 +10,11 @@ pub(crate) mod process;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use forge_staging::ViewNamespace;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,12 @@ pub struct Job {
     /// A handle to request more path locks while running, filled by the engine when it runs
     /// the task under locks; `None` when the scheduler runs tasks without locks.
     pub locks: Option<Arc<dyn LockRequester>>,
+    /// The namespace a child process must join to work in `workdir`: set by the engine
+    /// for overlay views mounted in a user namespace (overlay without root). `workdir` is
+    /// then a `/proc/<pid>/root/...` path, right for reading and writing files from this
+    /// process but not as a child's working directory. [`ProcessExecutor`] handles it; an
+    /// executor that starts processes itself should use [`Job::configure_command`].
+    pub namespace: Option<ViewNamespace>,
 }
 
 impl fmt::Debug for Job {
@@ -81,6 +88,7 @@ impl fmt::Debug for Job {
             .field("attempt", &self.attempt)
             .field("cancelled", &self.cancel.is_cancelled())
             .field("locks", &self.locks.is_some())
+            .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +104,7 @@ impl Job {
             progress: ProgressSink::default(),
             attempt: 1,
             locks: None,
+            namespace: None,
         }
     }
 
@@ -121,6 +130,39 @@ impl Job {
     pub fn with_locks(mut self, locks: Arc<dyn LockRequester>) -> Self {
         self.locks = Some(locks);
         self
+    }
+
+    /// Sets the namespace child processes must join to work in `workdir`.
+    pub fn with_namespace(mut self, namespace: Option<ViewNamespace>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// The working directory as a child process sees it: the view's real path inside its
+    /// namespace when there is one, else `workdir`.
+    #[must_use]
+    pub fn process_workdir(&self) -> &Path {
+        self.namespace
+            .as_ref()
+            .map_or(self.workdir.as_path(), ViewNamespace::path)
+    }
+
+    /// Makes `cmd` start in the job's working directory: it joins the view's namespace
+    /// and changes to [`Job::process_workdir`] right before `exec` when there is one,
+    /// else it just gets `workdir` as its current directory.
+    ///
+    /// ```
+    /// # let job = forge_core::Job::new(std::sync::Arc::new(forge_core::Task::new("t", "")), "/tmp");
+    /// let mut cmd = std::process::Command::new("pwd");
+    /// job.configure_command(&mut cmd);
+    /// ```
+    pub fn configure_command(&self, cmd: &mut std::process::Command) {
+        match &self.namespace {
+            Some(ns) => ns.configure(cmd),
+            None => {
+                cmd.current_dir(&self.workdir);
+            }
+        }
     }
 }
 

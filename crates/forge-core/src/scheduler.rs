@@ -108,6 +108,7 @@ impl AttemptRunner for DirectRunner {
             progress,
             attempt,
             locks: None,
+            namespace: None,
         };
         Box::pin(async move { executor.execute(job).await })
     }

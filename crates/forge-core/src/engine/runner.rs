@@ -170,7 +170,10 @@ impl EngineRunner {
             cancel: ctx.cancel.clone(),
             held: Mutex::default(),
         });
-        let job = ctx.job(view.path().to_path_buf()).with_locks(attempt_locks);
+        let job = ctx
+            .job(view.path().to_path_buf())
+            .with_locks(attempt_locks)
+            .with_namespace(view.namespace().cloned());
         let output = ctx.executor.execute(job).await?;
 
         let (view, changes) = blocking(&task.id, move || {
@@ -355,7 +358,8 @@ impl EngineRunner {
         let job = Job::new(Arc::new(resolve_task), view.path().to_path_buf())
             .with_cancel(ctx.cancel.clone())
             .with_progress(ctx.progress.clone())
-            .with_attempt(ctx.attempt);
+            .with_attempt(ctx.attempt)
+            .with_namespace(view.namespace().cloned());
         let output = executor.execute(job).await?;
 
         let staging = self.staging.clone();

@@ -25,9 +25,10 @@ pub const EXIT_RATE_LIMITED: i32 = 76;
 /// Runs each attempt as a child process built from an argv template.
 ///
 /// Placeholders `{prompt}`, `{task}`, `{workdir}` and `{attempt}` are replaced inside each
-/// argv word; a value is never re-split or seen by a shell. The child runs in `job.workdir`,
-/// with stdin closed, in a new process group, with `FORGE_TASK`, `FORGE_ATTEMPT` and
-/// `FORGE_WORKDIR` set.
+/// argv word; a value is never re-split or seen by a shell. The child runs in `job.workdir`
+/// (joining the view's namespace first when [`Job::namespace`] is set, so `{workdir}` and
+/// `FORGE_WORKDIR` are [`Job::process_workdir`]), with stdin closed, in a new process
+/// group, with `FORGE_TASK`, `FORGE_ATTEMPT` and `FORGE_WORKDIR` set.
 ///
 /// **Shutdown.** On cancellation or timeout the whole group (grandchildren included) gets
 /// SIGTERM, then SIGKILL after [`grace`](Self::grace) (default 5 s). When the child exits by
@@ -152,7 +153,7 @@ impl ProcessExecutor {
 
     /// The argv of one attempt, placeholders substituted.
     pub fn render_argv(&self, job: &Job) -> Vec<String> {
-        let workdir = job.workdir.to_string_lossy();
+        let workdir = job.process_workdir().to_string_lossy();
         let values = Placeholders {
             prompt: &job.task.prompt,
             task: &job.task.id,
@@ -168,15 +169,15 @@ impl ProcessExecutor {
     async fn run(&self, job: Job) -> Result<ExecOutput, ExecError> {
         let argv = self.render_argv(&job);
         let mut command = tokio::process::Command::new(&argv[0]);
+        job.configure_command(command.as_std_mut());
         command
             .args(&argv[1..])
-            .current_dir(&job.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("FORGE_TASK", &job.task.id)
             .env("FORGE_ATTEMPT", job.attempt.to_string())
-            .env("FORGE_WORKDIR", &job.workdir)
+            .env("FORGE_WORKDIR", job.process_workdir())
             .process_group(0);
         for (key, value) in &self.env {
             command.env(key, value);
@@ -186,7 +187,7 @@ impl ProcessExecutor {
             ExecError::fatal(format!(
                 "task `{task_id}`: cannot start `{}` in {}: {err}",
                 argv[0],
-                job.workdir.display()
+                job.process_workdir().display()
             ))
         })?;
         let group = GroupGuard::new(child.id());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use forge_core::staging::Backend;
+use forge_core::staging::{Backend, OverlayMode, StagingOptions};
 use forge_core::{EngineOptions, Executors, Plan, ProcessExecutor, RunOptions, Task, run_engine};
 
 /// Each agent: id, deps, declared writes (empty: anywhere), and its shell script.
@@ -146,20 +146,40 @@ fn sequential(root: &Path) {
     }
 }
 
-fn backends() -> Vec<Backend> {
-    let mut out = vec![Backend::Copy, Backend::Reflink, Backend::Worktree];
-    let probe = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(probe.path().join("repo")).expect("mkdir");
-    match forge_core::staging::Staging::open(
-        &probe.path().join("repo"),
-        &probe.path().join("run"),
-        forge_core::staging::StagingOptions::with_backend(Some(Backend::Overlay)),
-    ) {
-        Ok(_) => out.push(Backend::Overlay),
-        Err(e) if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some() => {
-            eprintln!("skipping overlay (FORGE_ALLOW_SKIP_OVERLAY is set): {e}");
+/// Every staging setup that works here, by name: copy, reflink (may fall back to copy),
+/// worktree, overlay (plain mounts as root) and overlay in a user namespace.
+fn setups() -> Vec<(String, StagingOptions)> {
+    let mut out: Vec<(String, StagingOptions)> =
+        [Backend::Copy, Backend::Reflink, Backend::Worktree]
+            .into_iter()
+            .map(|b| (b.to_string(), StagingOptions::with_backend(Some(b))))
+            .collect();
+    let is_root = rustix::process::geteuid().is_root();
+    for (name, mode) in [
+        ("overlay", OverlayMode::Mount),
+        ("overlay-userns", OverlayMode::UserNamespace),
+    ] {
+        if mode == OverlayMode::Mount && !is_root {
+            eprintln!("skipping plain overlay mounts: they need root");
+            continue;
         }
-        Err(e) => panic!("overlay does not work here ({e}); FORGE_ALLOW_SKIP_OVERLAY=1 skips it"),
+        let mut opts = StagingOptions::with_backend(Some(Backend::Overlay));
+        opts.overlay_mode = mode;
+        let probe = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(probe.path().join("repo")).expect("mkdir");
+        match forge_core::staging::Staging::open(
+            &probe.path().join("repo"),
+            &probe.path().join("run"),
+            opts.clone(),
+        ) {
+            Ok(_) => out.push((name.to_owned(), opts)),
+            Err(e) if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some() => {
+                eprintln!("skipping {name} (FORGE_ALLOW_SKIP_OVERLAY is set): {e}");
+            }
+            Err(e) => {
+                panic!("{name} does not work here ({e}); FORGE_ALLOW_SKIP_OVERLAY=1 skips it")
+            }
+        }
     }
     out
 }
@@ -196,7 +216,7 @@ fn parallel_runs_equal_the_sequential_result_on_every_backend() {
         .enable_all()
         .build()
         .expect("runtime");
-    for backend in backends() {
+    for (backend, staging) in setups() {
         let repo = tmp.path().join(format!("repo-{backend}"));
         generate(&repo);
         git(&repo, &["init", "-q"]);
@@ -204,9 +224,9 @@ fn parallel_runs_equal_the_sequential_result_on_every_backend() {
         git(&repo, &["commit", "-qm", "base"]);
         let executors =
             Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("template"));
-        let options = EngineOptions::new(&repo, tmp.path().join(format!("run-{backend}")))
-            .backend(Some(backend))
+        let mut options = EngineOptions::new(&repo, tmp.path().join(format!("run-{backend}")))
             .run(RunOptions::default().jobs(4));
+        options.staging = staging;
         let plan = plan().validate().expect("valid");
         let outcome = runtime
             .block_on(run_engine(&plan, &executors, options))
@@ -218,4 +238,57 @@ fn parallel_runs_equal_the_sequential_result_on_every_backend() {
             "{backend}: the tree differs from the sequential run"
         );
     }
+}
+
+/// Without root, views live in a user namespace: the process executor must start agents
+/// inside it, at the view's real path, where tools that look at their working directory
+/// (git here) work as usual.
+#[test]
+fn agents_start_inside_the_user_namespace_of_their_view() {
+    let Some((_, staging)) = setups()
+        .into_iter()
+        .find(|(name, _)| name == "overlay-userns")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    generate(&repo);
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "base"]);
+    let run_dir = tmp.path().join("run");
+    let mut options = EngineOptions::new(&repo, &run_dir);
+    options.staging = staging;
+    let script = "pwd > where.txt && printf '%s' \"$FORGE_WORKDIR\" > workdir.txt \
+                  && git status --porcelain --untracked-files=all > status.txt";
+    let mut plan = Plan::default();
+    plan.push(Task::new("probe", script));
+    let executors =
+        Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("template"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = runtime
+        .block_on(run_engine(
+            &plan.validate().expect("valid"),
+            &executors,
+            options,
+        ))
+        .expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let read = |name: &str| std::fs::read_to_string(repo.join(name)).expect("published");
+    let run_dir = std::fs::canonicalize(&run_dir).expect("run dir");
+    let where_ = read("where.txt");
+    assert!(
+        where_.starts_with(&format!("{}/views/", run_dir.display())) && where_.ends_with("/mnt\n"),
+        "the agent ran in {where_:?}, not at the view's real path"
+    );
+    assert_eq!(read("workdir.txt"), where_.trim_end());
+    let status = read("status.txt");
+    assert!(
+        status.contains("?? where.txt"),
+        "git status in the view: {status:?}"
+    );
 }
