@@ -7,7 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use forge_core::events::Delivery;
-use forge_core::{EngineOutcome, Event, TaskOutcome};
+use forge_core::events::MetricKind;
+use forge_core::{EngineOutcome, Event, RunMetrics, TaskOutcome};
 
 impl Mode {
     /// JSON lines when asked, else a redrawn display on a terminal, else plain lines.
@@ -307,6 +308,7 @@ pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode
             text.push_str(&format!("  {}: {}\n", path.path, path.what));
         }
     }
+    text.push_str(&metrics_digest(&outcome.metrics));
     let (backend, why) = &outcome.backend;
     text.push_str(&format!(
         "generation {}{}; staging: {backend} ({why})\nrun directory: {} (`forge status` reads it)\n",
@@ -319,4 +321,135 @@ pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode
     } else {
         std::io::stdout().lock().write_all(text.as_bytes())
     };
+}
+
+/// The kinds of duration a run measures, with the names people read.
+const KINDS: [(MetricKind, &str); 4] = [
+    (MetricKind::QueueWait, "queue wait"),
+    (MetricKind::LockWait, "lock wait"),
+    (MetricKind::RunTime, "run time"),
+    (MetricKind::MergeTime, "merge time"),
+];
+
+/// The counters worth a glance (the task counts are printed elsewhere).
+const COUNTERS: [&str; 9] = [
+    "attempts",
+    "retries",
+    "rate_limited",
+    "lock_waits",
+    "deadlocks",
+    "conflicts",
+    "stale_reruns",
+    "scope_violations",
+    "commits",
+];
+
+/// Two lines for the end of `forge run`: the median, p90 and max of each kind of duration,
+/// and the counters that are not zero.
+pub(crate) fn metrics_digest(metrics: &RunMetrics) -> String {
+    let times: Vec<String> = KINDS
+        .iter()
+        .filter_map(|(kind, name)| {
+            let h = metrics.histogram(kind)?;
+            let short = name.split(' ').next().unwrap_or(name);
+            Some(format!(
+                "{short} {}/{}/{}",
+                human(h.median),
+                human(h.p90),
+                human(h.max)
+            ))
+        })
+        .collect();
+    let mut out = String::new();
+    if !times.is_empty() {
+        out.push_str(&format!("times p50/p90/max: {}\n", times.join(", ")));
+    }
+    let counts: Vec<String> = COUNTERS
+        .iter()
+        .filter(|name| metrics.counter(name) > 0)
+        .map(|name| format!("{name} {}", metrics.counter(name)))
+        .collect();
+    if !counts.is_empty() {
+        out.push_str(&format!("counters: {}\n", counts.join(", ")));
+    }
+    out
+}
+
+/// The metrics section of `forge status`: a table of each kind of duration (all executors,
+/// then each executor when there are several) and the counters.
+pub(crate) fn metrics_table(metrics: &RunMetrics) -> String {
+    let mut out = format!(
+        "metrics: {:>23} {:>9} {:>9} {:>9} {:>9}\n",
+        "count", "p50", "p90", "max", "total"
+    );
+    let executors = metrics.executors();
+    let mut rows: Vec<(&MetricKind, String, Option<&str>)> = KINDS
+        .iter()
+        .map(|(kind, name)| (kind, (*name).to_owned(), None))
+        .collect();
+    if executors.len() > 1 {
+        for (kind, name) in &KINDS {
+            for executor in &executors {
+                rows.push((kind, format!("{name} [{executor}]"), Some(executor)));
+            }
+        }
+    }
+    let mut any = false;
+    for (kind, label, executor) in rows {
+        let Some(h) = metrics.executor_histogram(kind, executor) else {
+            continue;
+        };
+        any = true;
+        out.push_str(&format!(
+            "  {label:<24} {:>5} {:>9} {:>9} {:>9} {:>9}\n",
+            h.count,
+            human(h.median),
+            human(h.p90),
+            human(h.max),
+            human(h.total)
+        ));
+    }
+    if !any {
+        out.push_str("  (no attempt has started)\n");
+    }
+    out.push_str(&format!("  counters: {}\n", counters(metrics)));
+    out
+}
+
+fn counters(metrics: &RunMetrics) -> String {
+    COUNTERS
+        .iter()
+        .map(|name| format!("{name} {}", metrics.counter(name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A duration for people, at the journal's millisecond resolution: `0ms`, `812ms`, `3.4s`,
+/// `2m05s`.
+pub(crate) fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_for_people() {
+        let cases = [
+            (0, "0ms"),
+            (812, "812ms"),
+            (3_400, "3.4s"),
+            (125_000, "2m05s"),
+        ];
+        for (ms, expected) in cases {
+            assert_eq!(human(Duration::from_millis(ms)), expected);
+        }
+    }
 }

@@ -30,6 +30,7 @@ pub use self::journal::{JournalHook, RunDir, RunState, TaskState};
 use self::runner::EngineRunner;
 use crate::event::Event;
 use crate::executor::Executors;
+use crate::metrics::RunMetrics;
 use crate::plan::{Plan, Task};
 use crate::scheduler::{RunError, RunOptions, RunOutcome, run_plan};
 use crate::validate::{PlanError, ValidatedPlan};
@@ -244,6 +245,10 @@ pub struct EngineOutcome {
     pub conflicts: Vec<(String, ConflictReport)>,
     /// Whether the head was written into the repository.
     pub published: bool,
+    /// Queue wait, lock wait, run and merge times, counters and critical path of the whole
+    /// run (before a resume too), derived from the journal exactly as [`status`] derives
+    /// them; empty if the journal could not be read back.
+    pub metrics: RunMetrics,
 }
 
 impl EngineOutcome {
@@ -401,6 +406,8 @@ async fn execute(
         generation,
         published,
     })?;
+    // Read back rather than fed live: the journal's timestamps are the ones `status` sees.
+    let metrics = RunState::load(&run_dir).map_or_else(|_| RunMetrics::default(), |s| s.metrics);
     Ok(EngineOutcome {
         run: outcome,
         kept,
@@ -408,6 +415,7 @@ async fn execute(
         backend,
         conflicts: runner.take_conflicts(),
         published,
+        metrics,
     })
 }
 

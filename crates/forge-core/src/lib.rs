@@ -10,7 +10,9 @@
 //! - the scheduler ([`run_plan`] with [`RunOptions`], giving a [`RunOutcome`]), which runs each
 //!   attempt through the [`AttemptRunner`] seam;
 //! - the [`Executor`] trait with [`FnExecutor`] and [`ProcessExecutor`];
-//! - the [`Event`] type published on a [`forge_events::Bus`].
+//! - the [`Event`] type published on a [`forge_events::Bus`], and the run metrics derived
+//!   from events ([`MetricsRecorder`] -> [`RunMetrics`]: queue, lock, run and merge times,
+//!   counters) that [`run_engine`] and [`status`] report.
 //!
 //! It re-exports the leaf crates, so `cargo add forge-core` gives a user everything.
 //!
@@ -54,6 +56,7 @@
 mod engine;
 mod event;
 mod executor;
+mod metrics;
 mod phases;
 mod plan;
 mod scheduler;
@@ -75,6 +78,7 @@ pub use crate::executor::{
     ErrorClass, ExecError, ExecOutput, Executor, Executors, FnExecutor, Job, LockRequester,
     ProcessExecutor, Progress, ProgressSink, TemplateError,
 };
+pub use crate::metrics::{METRIC_COUNTERS, MetricsRecorder, RunMetrics, TaskTimes};
 pub use crate::phases::{PhaseFormat, Phases};
 pub use crate::plan::{DEFAULT_EXECUTOR, LoadError, Plan, PlanFormat, Task};
 pub use crate::scheduler::{

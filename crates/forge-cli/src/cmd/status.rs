@@ -1,4 +1,5 @@
-//! `forge status`: what the journal in a run directory says about a run.
+//! `forge status`: what the journal in a run directory says about a run, with the metrics
+//! derived from it, as text or JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,9 @@ use forge_core::{RunState, TaskState};
 pub(crate) struct Args {
     /// The run directory (the one `forge run --run-dir` used).
     run_dir: PathBuf,
+    /// Print the report as one JSON object (tasks, conflicts, journal health, metrics).
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -21,8 +25,67 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
     };
     let plan = forge_core::RunDir::open(&args.run_dir).and_then(|dir| dir.load_plan());
-    print!("{}", render(&state, plan.as_ref().ok()));
+    if args.json {
+        println!("{}", to_json(&state, plan.as_ref().ok()));
+    } else {
+        print!("{}", render(&state, plan.as_ref().ok()));
+    }
     ExitCode::SUCCESS
+}
+
+/// The report as JSON: `generation`, `published`, `tasks` (each with its `state` and what
+/// goes with it), `conflicts`, `journal` (its health) and `metrics` (see
+/// [`forge_core::RunMetrics`]; durations in milliseconds).
+pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> String {
+    use serde_json::{Value, json};
+
+    let tasks: serde_json::Map<String, Value> = task_ids(state, plan)
+        .into_iter()
+        .map(|id| {
+            let value = match state.tasks.get(&id).unwrap_or(&TaskState::Pending) {
+                TaskState::Pending => json!({"state": "pending"}),
+                TaskState::Ready => json!({"state": "ready"}),
+                TaskState::Running { attempt } => json!({"state": "running", "attempt": attempt}),
+                TaskState::Retrying { attempt, error } => {
+                    json!({"state": "retrying", "attempt": attempt, "error": error})
+                }
+                TaskState::Merged { generation } => {
+                    json!({"state": "merged", "generation": generation})
+                }
+                TaskState::Failed { error } => json!({"state": "failed", "error": error}),
+                TaskState::Skipped { reason } => json!({"state": "skipped", "reason": reason}),
+                TaskState::Cancelled => json!({"state": "cancelled"}),
+                other => json!({"state": format!("{other:?}")}),
+            };
+            (id, value)
+        })
+        .collect();
+    let conflicts: Vec<Value> = state
+        .conflicts
+        .iter()
+        .map(|(task, paths)| json!({"task": task, "paths": paths}))
+        .collect();
+    let report = json!({
+        "generation": state.generation,
+        "published": state.published,
+        "tasks": tasks,
+        "conflicts": conflicts,
+        "journal": {
+            "torn_tail": state.torn_tail,
+            "corrupt_lines": state.corrupt_lines,
+            "events_lost": state.events_lost,
+        },
+        "metrics": state.metrics,
+    });
+    serde_json::to_string_pretty(&report).expect("a status report is plain JSON")
+}
+
+/// The plan's task ids in order, or the journal's when the plan is unreadable.
+fn task_ids(state: &RunState, plan: Option<&forge_core::Plan>) -> Vec<String> {
+    match plan {
+        Some(plan) => plan.tasks.iter().map(|t| t.id.clone()).collect(),
+        None => state.tasks.keys().cloned().collect(),
+    }
 }
 
 /// The report, as text.
@@ -51,10 +114,7 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
             "; not published (an interrupted run: `forge resume` finishes it)"
         },
     ));
-    let ids: Vec<String> = match plan {
-        Some(plan) => plan.tasks.iter().map(|t| t.id.clone()).collect(),
-        None => state.tasks.keys().cloned().collect(),
-    };
+    let ids = task_ids(state, plan);
     out.push_str("tasks:\n");
     for id in &ids {
         let line = match state.tasks.get(id).unwrap_or(&TaskState::Pending) {
@@ -106,6 +166,7 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
             ));
         }
     }
+    out.push_str(&crate::display::metrics_table(&state.metrics));
     if state.torn_tail || !state.corrupt_lines.is_empty() || state.events_lost > 0 {
         out.push_str(&format!(
             "journal: torn last line {}, corrupt lines {:?}, events lost {}\n",

@@ -1,5 +1,6 @@
 //! Integration tests of the `forge` binary.
 
+mod metrics;
 mod plan;
 mod resume;
 mod run;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::EngineError;
 use crate::event::Event;
+use crate::metrics::{MetricsRecorder, RunMetrics};
 use crate::plan::Plan;
 
 /// Called after every journal append with the step number (1-based).
@@ -292,13 +293,17 @@ pub struct RunState {
     pub corrupt_lines: Vec<usize>,
     /// Events lost by the journal writer falling behind the bus.
     pub events_lost: u64,
+    /// Queue wait, lock wait, run and merge times, counters and critical path, derived from
+    /// the journal's events and timestamps (see [`MetricsRecorder`]); per executor when the
+    /// run directory's plan is readable.
+    pub metrics: RunMetrics,
     merged: BTreeSet<String>,
     in_flight: Option<(String, u64)>,
     started_ms: BTreeMap<String, u64>,
 }
 
 impl RunState {
-    /// Reads the journal of a run directory.
+    /// Reads the journal of a run directory (and its plan, for the metrics per executor).
     ///
     /// # Errors
     ///
@@ -311,10 +316,16 @@ impl RunState {
             corrupt_lines: recovered.corrupt.iter().map(|c| c.line).collect(),
             ..RunState::default()
         };
+        let mut recorder = dir.load_plan().map_or_else(
+            |_| MetricsRecorder::default(),
+            |plan| MetricsRecorder::new(&plan),
+        );
         let t0 = recovered.records.first().map_or(0, |r| r.ts_ms);
         for record in &recovered.records {
             state.apply(&record.event, record.ts_ms.saturating_sub(t0));
+            recorder.observe(&record.event, record.ts_ms);
         }
+        state.metrics = recorder.snapshot();
         Ok(state)
     }
 

@@ -1,0 +1,153 @@
+//! Metrics of real engine runs: a lock wait, a conflict re-run and a retried attempt show
+//! up in the outcome with the right counters, exactly as `status` reads them from the
+//! journal.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use forge_events::MetricKind;
+use forge_staging::Backend;
+
+use crate::executor::{ExecError, ExecOutput, Executors, FnExecutor, Job};
+use crate::plan::{Plan, Task};
+use crate::scheduler::{Backoff, RunOptions};
+use crate::{ConflictPolicy, EngineOptions, run_engine, status};
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn append(root: &Path, path: &str, line: &str) {
+    let text = std::fs::read_to_string(root.join(path)).expect("read");
+    std::fs::write(root.join(path), format!("{text}{line}\n")).expect("write");
+}
+
+/// What each task of the run does: `x` and `y` both edit line 5 of src/shared.txt from
+/// generation 0 (a barrier makes sure), so one conflicts and runs again; `hold` and `wait`
+/// both declare `src/a.txt`, so one waits for the other's lock while it sleeps; `flaky`
+/// fails its first attempt with a retryable error.
+async fn agent(job: Job, barrier: Arc<tokio::sync::Barrier>, passes: Arc<AtomicU32>) {
+    let root = job.workdir.as_path();
+    match job.task.id.as_str() {
+        id @ ("x" | "y") => {
+            // Only the first pass of each meets at the barrier.
+            if passes.fetch_add(1, Ordering::SeqCst) < 2 {
+                barrier.wait().await;
+            }
+            let text = std::fs::read_to_string(root.join("src/shared.txt")).expect("read");
+            let line = text.lines().nth(4).expect("line 5").to_owned();
+            let text = text.replacen(&format!("{line}\n"), &format!("{line} +{id}\n"), 1);
+            std::fs::write(root.join("src/shared.txt"), text).expect("write");
+        }
+        id @ ("hold" | "wait") => {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            append(root, "src/a.txt", id);
+        }
+        id => write(root, &format!("{id}.txt"), id),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reports_lock_waits_conflicts_and_retries_as_status_does() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, run_dir) = (tmp.path().join("repo"), tmp.path().join("run"));
+    let lines: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+    write(&repo, "src/shared.txt", &lines);
+    write(&repo, "src/a.txt", "a\n");
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let passes = Arc::new(AtomicU32::new(0));
+    let flaky_attempts = Arc::new(AtomicU32::new(0));
+    let executors = Executors::single(FnExecutor::new(move |job: Job| {
+        let (barrier, passes) = (barrier.clone(), passes.clone());
+        let flaky_attempts = flaky_attempts.clone();
+        async move {
+            if job.task.id == "flaky" && flaky_attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(ExecError::retryable("flaky: not this time"));
+            }
+            agent(job, barrier, passes).await;
+            Ok(ExecOutput::default())
+        }
+    }));
+    let plan = Plan::default()
+        .with_task(Task::new("x", ""))
+        .with_task(Task::new("y", ""))
+        .with_task(Task::new("hold", "").writes(["src/a.txt"]))
+        .with_task(Task::new("wait", "").writes(["src/a.txt"]))
+        .with_task(Task::new("flaky", "").retries(1))
+        .validate()
+        .expect("valid plan");
+    let backoff =
+        Backoff::fixed_exponential(Duration::from_millis(5), Duration::from_millis(20), 2.0);
+    let options = EngineOptions::new(&repo, &run_dir)
+        .backend(Some(Backend::Copy))
+        .conflicts(ConflictPolicy::Retry { max: 1 })
+        .run(RunOptions::default().jobs(5).seed(7).backoff(backoff));
+    let outcome = run_engine(&plan, &executors, options).await.expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let metrics = &outcome.metrics;
+
+    let counters: Vec<(&str, u64)> = [
+        "attempts",
+        "retries",
+        "conflicts",
+        "deadlocks",
+        "lock_waits",
+        "commits",
+        "succeeded",
+        "failed",
+    ]
+    .into_iter()
+    .map(|name| (name, metrics.counter(name)))
+    .collect();
+    assert_eq!(
+        counters,
+        [
+            ("attempts", 6),
+            ("retries", 1),
+            ("conflicts", 1),
+            ("deadlocks", 0),
+            ("lock_waits", 1),
+            ("commits", 5),
+            ("succeeded", 5),
+            ("failed", 0),
+        ]
+    );
+
+    let lock = metrics
+        .histogram(&MetricKind::LockWait)
+        .expect("lock waits");
+    // One declared lock request per attempt; the second writer of src/a.txt waited for the
+    // first one's 150 ms run.
+    assert_eq!(lock.count, 6);
+    assert!(lock.max >= Duration::from_millis(100), "{lock:?}");
+    let waiter = ["hold", "wait"]
+        .into_iter()
+        .max_by_key(|id| metrics.tasks[*id].lock_wait)
+        .expect("two writers");
+    assert!(metrics.tasks[waiter].lock_wait >= Duration::from_millis(100));
+
+    let count = |kind| metrics.histogram(&kind).map_or(0, |h| h.count);
+    // Passes: five first passes, the conflicted task's re-run, flaky's second attempt.
+    assert_eq!(count(MetricKind::RunTime), 7);
+    // Merges: every pass whose changes were collected (flaky's failed attempt had none).
+    assert_eq!(count(MetricKind::MergeTime), 6);
+    assert_eq!(count(MetricKind::QueueWait), 6);
+    let run = metrics.histogram(&MetricKind::RunTime).expect("run times");
+    assert!(run.max >= Duration::from_millis(150), "{run:?}");
+    assert_eq!(metrics.executors(), ["default"]);
+    assert_eq!(metrics.tasks["flaky"].attempts, 2);
+    let path = metrics
+        .summary
+        .critical_path
+        .as_ref()
+        .expect("merged tasks");
+    assert_eq!(path.tasks.len(), 1, "no dependencies");
+
+    let state = status(&run_dir).expect("status");
+    assert_eq!(&state.metrics, metrics, "one derivation from one journal");
+}
