@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use forge_benches::{generate_repo as generate, git, n_files};
-use forge_core::staging::{Backend, Staging, StagingOptions, View};
+use forge_core::staging::{Backend, OverlayMode, Staging, StagingOptions, View};
 
 /// Ten edits an agent might make: modify, add, delete.
 fn edit(root: &Path, files: &[PathBuf]) {
@@ -67,33 +67,40 @@ fn staging_benches(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
 
-    match Staging::open(
-        &repo,
-        &tmp.path().join("run-overlay"),
-        StagingOptions::with_backend(Some(Backend::Overlay)),
-    ) {
-        Ok(overlay) => {
-            let mut n = 0u64;
-            group.bench_function("overlay view create+drop", |b| {
-                b.iter(|| {
-                    n += 1;
-                    let view = overlay
-                        .create_view(0, &format!("v{n}"))
-                        .expect("overlay view");
-                    drop(view);
-                });
+    // Plain mounts (root) and mounts in a user namespace (what users without root get).
+    for (label, mode) in [
+        ("overlay", OverlayMode::Mount),
+        ("overlay (user namespace)", OverlayMode::UserNamespace),
+    ] {
+        let mut opts = StagingOptions::with_backend(Some(Backend::Overlay));
+        opts.overlay_mode = mode;
+        let run_dir = tmp.path().join(format!("run-overlay-{mode:?}"));
+        let overlay = match Staging::open(&repo, &run_dir, opts) {
+            Ok(overlay) => overlay,
+            Err(e) => {
+                eprintln!("{label} unavailable, its benches skipped: {e}");
+                continue;
+            }
+        };
+        let mut n = 0u64;
+        group.bench_function(format!("{label} view create+drop"), |b| {
+            b.iter(|| {
+                n += 1;
+                let view = overlay
+                    .create_view(0, &format!("v{n}"))
+                    .expect("overlay view");
+                drop(view);
             });
-            overlay.wait_for_teardown();
-            let view = overlay.create_view(0, "edited").expect("overlay view");
-            edit(view.path(), &files);
-            group.bench_function("overlay collect after 10 edits", |b| {
-                b.iter(|| {
-                    let changes = view.collect().expect("collect");
-                    assert_eq!(changes.changes.len(), 10);
-                });
+        });
+        overlay.wait_for_teardown();
+        let view = overlay.create_view(0, "edited").expect("overlay view");
+        edit(view.path(), &files);
+        group.bench_function(format!("{label} collect after 10 edits"), |b| {
+            b.iter(|| {
+                let changes = view.collect().expect("collect");
+                assert_eq!(changes.changes.len(), 10);
             });
-        }
-        Err(e) => eprintln!("overlay unavailable, its benches skipped: {e}"),
+        });
     }
 
     let slow = |group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
