@@ -431,6 +431,16 @@ fn auto_reports_its_choice_and_reflink_falls_back_with_a_reason() {
         StagingOptions::with_backend(Some(Backend::Reflink)),
     )
     .expect("open");
+    // Set where the temporary directory clones files (btrfs, XFS): reflink must then be
+    // used, not fall back.
+    if std::env::var("FORGE_EXPECT_REFLINK").as_deref() == Ok("1") {
+        assert_eq!(
+            reflink.backend(),
+            Backend::Reflink,
+            "{}",
+            reflink.backend_reason()
+        );
+    }
     if reflink.backend() == Backend::Copy {
         assert!(
             reflink
