@@ -361,7 +361,7 @@ pub(crate) fn collect(
             op: "collect",
             path: mnt.to_owned(),
             source: std::io::Error::other(format!(
-                "the process holding the user namespace (pid {}) has exited, taking the view's mount with it",
+                "the process holding the user namespace (pid {}) has exited: the view is unreachable from this process",
                 ns.holder_pid()
             )),
         });

@@ -20,7 +20,9 @@ succeeds, its changes are merged three-way into the current head (base: the gene
 view showed) and committed as a new generation. Tasks that declare `writes` hold write locks \
 on them and may change nothing else (--scope). The repository itself is written once, at \
 the end. The journal, plan and views live in the run directory (--run-dir; `forge status` \
-and `forge resume` read it).
+and `forge resume` read it). Overlay views need Linux: as root they are plain mounts; \
+without root they live in a user namespace that the command is started inside (it sees \
+the view at {workdir}, its own uid, no extra privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
