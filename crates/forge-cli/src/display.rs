@@ -387,6 +387,15 @@ pub(crate) fn metrics_table(metrics: &RunMetrics) -> String {
         .iter()
         .map(|(kind, name)| (kind, (*name).to_owned(), None))
         .collect();
+    // Kinds of their own (a resolver's time), for all executors.
+    let custom: Vec<(&MetricKind, String)> = metrics
+        .summary
+        .histograms
+        .iter()
+        .filter(|h| matches!(h.kind, MetricKind::Custom(_)) && h.executor.is_none())
+        .map(|h| (&h.kind, h.kind.to_string().replace('_', " ")))
+        .collect();
+    rows.extend(custom.into_iter().map(|(kind, name)| (kind, name, None)));
     if executors.len() > 1 {
         for (kind, name) in &KINDS {
             for executor in &executors {

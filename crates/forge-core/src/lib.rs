@@ -78,7 +78,7 @@ pub use crate::executor::{
     ErrorClass, ExecError, ExecOutput, Executor, Executors, FnExecutor, Job, LockRequester,
     ProcessExecutor, Progress, ProgressSink, TemplateError,
 };
-pub use crate::metrics::{METRIC_COUNTERS, MetricsRecorder, RunMetrics, TaskTimes};
+pub use crate::metrics::{METRIC_COUNTERS, MetricsRecorder, RESOLVE_TIME, RunMetrics, TaskTimes};
 pub use crate::phases::{PhaseFormat, Phases};
 pub use crate::plan::{DEFAULT_EXECUTOR, LoadError, Plan, PlanFormat, Task};
 pub use crate::scheduler::{

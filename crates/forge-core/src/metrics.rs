@@ -43,6 +43,9 @@ pub const METRIC_COUNTERS: [&str; 14] = [
     "events_lost",
 ];
 
+/// The [`MetricKind::Custom`] name of the time a resolver took (see [`MetricsRecorder`]).
+pub const RESOLVE_TIME: &str = "resolve_time";
+
 /// Derives [`Metrics`] from a run's events and the times they happened.
 ///
 /// Feed it every event of a run in order with [`observe`](MetricsRecorder::observe): the
@@ -75,6 +78,11 @@ pub const METRIC_COUNTERS: [&str; 14] = [
 ///   attempt ending (a scope rejection, or no record of the commit). It includes the scope
 ///   check, waiting for the commit lock (commits are serialized), the three-way merge and the
 ///   commit with its journal fsync.
+/// - **resolve time** (`MetricKind::Custom("resolve_time")`, [`RESOLVE_TIME`]), for all
+///   executors only: under [`ConflictPolicy::Resolve`](crate::ConflictPolicy::Resolve), from
+///   `merge_conflict` until the resolved changes are committed (`task_merged` or
+///   `generation_committed`) with no view opened in between (that would be a re-run). A
+///   resolution that fails is not counted.
 ///
 /// An attempt ends with `task_succeeded`, `task_failed`, `task_cancelled`, `task_retrying`
 /// or `executor_paused`. Intervals still open when the events stop (a crashed run, a live
@@ -119,6 +127,7 @@ struct Open {
     lock_waits: VecDeque<u64>,
     run_from: Option<u64>,
     merge_from: Option<u64>,
+    resolve_from: Option<u64>,
     first_started_ms: Option<u64>,
 }
 
@@ -202,7 +211,9 @@ impl MetricsRecorder {
             }
             Event::ViewOpened { task, .. } => {
                 self.close_merge(task, at_ms);
-                self.open(task).run_from = Some(at_ms);
+                let open = self.open(task);
+                open.resolve_from = None;
+                open.run_from = Some(at_ms);
             }
             Event::ChangesCollected { task, .. } => {
                 if let Some(from) = self.open(task).run_from.take() {
@@ -213,6 +224,7 @@ impl MetricsRecorder {
             Event::MergeConflict { task, .. } => {
                 self.metrics.incr("conflicts");
                 self.close_merge(task, at_ms);
+                self.open(task).resolve_from = Some(at_ms);
             }
             Event::StaleReads {
                 task, rerun: true, ..
@@ -223,9 +235,11 @@ impl MetricsRecorder {
             Event::GenerationCommitted { task, .. } => {
                 self.metrics.incr("commits");
                 self.close_merge(task, at_ms);
+                self.close_resolve(task, at_ms);
             }
             Event::TaskMerged { task, .. } => {
                 self.close_merge(task, at_ms);
+                self.close_resolve(task, at_ms);
                 self.record_span(task, t0, at_ms);
             }
             Event::ScopeViolation { .. } => self.metrics.incr("scope_violations"),
@@ -274,6 +288,7 @@ impl MetricsRecorder {
         };
         let waits: Vec<u64> = open.lock_waits.drain(..).collect();
         let run_from = open.run_from.take();
+        open.resolve_from = None;
         for from in waits {
             self.sample(MetricKind::LockWait, task, from, at_ms);
         }
@@ -286,6 +301,13 @@ impl MetricsRecorder {
     fn close_merge(&mut self, task: &str, at_ms: u64) {
         if let Some(from) = self.open.get_mut(task).and_then(|o| o.merge_from.take()) {
             self.sample(MetricKind::MergeTime, task, from, at_ms);
+        }
+    }
+
+    fn close_resolve(&mut self, task: &str, at_ms: u64) {
+        if let Some(from) = self.open.get_mut(task).and_then(|o| o.resolve_from.take()) {
+            let resolve = MetricKind::Custom(RESOLVE_TIME.to_owned());
+            self.sample(resolve, task, from, at_ms);
         }
     }
 
@@ -312,14 +334,19 @@ impl MetricsRecorder {
 
     fn record(&mut self, kind: MetricKind, task: &str, duration: Duration) {
         let times = self.times(task);
-        match kind {
+        match &kind {
             MetricKind::QueueWait => times.queue_wait += duration,
             MetricKind::LockWait => times.lock_wait += duration,
             MetricKind::RunTime => times.run_time += duration,
             MetricKind::MergeTime => times.merge_time += duration,
-            MetricKind::Custom(_) => {}
+            MetricKind::Custom(_) => times.resolve_time += duration,
         }
-        if let Some(executor) = self.executor_of.get(task) {
+        // A resolver is another executor than the task's: the resolve time is not split.
+        let executor = match kind {
+            MetricKind::Custom(_) => None,
+            _ => self.executor_of.get(task),
+        };
+        if let Some(executor) = executor {
             self.metrics
                 .record(kind.clone(), Some(executor.as_str()), duration);
         }
@@ -407,6 +434,9 @@ pub struct TaskTimes {
     /// Time spent merging and committing.
     #[serde(rename = "merge_time_ms", with = "whole_millis")]
     pub merge_time: Duration,
+    /// Time a resolver spent on the task's conflicts until they were committed.
+    #[serde(rename = "resolve_time_ms", with = "whole_millis")]
+    pub resolve_time: Duration,
 }
 
 /// Serializes a [`Duration`] as whole milliseconds.

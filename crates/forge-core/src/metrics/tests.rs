@@ -3,6 +3,7 @@
 
 mod engine;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -39,6 +40,9 @@ struct Attempt {
     passes: Vec<(u64, u64)>,
     /// Backoff after it fails (when it is not the last attempt).
     delay: u64,
+    /// When it is the last attempt: its last pass conflicts too and a resolver takes this
+    /// long to get it committed.
+    resolve: Option<u64>,
 }
 
 /// One task of the model: when it becomes ready, its executor and attempts; every attempt
@@ -62,12 +66,14 @@ fn attempt() -> impl Strategy<Value = Attempt> {
         lock,
         prop::collection::vec((0..60u64, 0..20u64), 1..4),
         0..30u64,
+        prop::option::of(0..50u64),
     )
-        .prop_map(|(queue, lock, passes, delay)| Attempt {
+        .prop_map(|(queue, lock, passes, delay, resolve)| Attempt {
             queue,
             lock,
             passes,
             delay,
+            resolve,
         })
 }
 
@@ -105,9 +111,13 @@ impl Expected {
             MetricKind::LockWait => times.lock_wait += ms(d),
             MetricKind::RunTime => times.run_time += ms(d),
             MetricKind::MergeTime => times.merge_time += ms(d),
-            MetricKind::Custom(_) => unreachable!("the model has no custom kinds"),
+            MetricKind::Custom(_) => times.resolve_time += ms(d),
         }
-        for key in [None, Some(executor.to_owned())] {
+        let executor = match kind {
+            MetricKind::Custom(_) => None,
+            _ => Some(executor.to_owned()),
+        };
+        for key in [None, executor].into_iter().collect::<BTreeSet<_>>() {
             self.samples
                 .entry((kind.clone(), key))
                 .or_default()
@@ -231,6 +241,23 @@ fn play(id: &str, script: &Script, expected: &mut Expected) -> Vec<(u64, usize, 
             );
             now += merge;
             expected.sample(MetricKind::MergeTime, id, &executor, merge);
+            if let (true, Some(resolve)) = (last_pass, a.resolve) {
+                push(
+                    now,
+                    Event::MergeConflict {
+                        task: task(id),
+                        paths: vec!["src/shared.txt".into()],
+                    },
+                );
+                expected.count("conflicts");
+                now += resolve;
+                expected.sample(
+                    MetricKind::Custom(RESOLVE_TIME.into()),
+                    id,
+                    &executor,
+                    resolve,
+                );
+            }
             if last_pass {
                 push(
                     now,

@@ -151,3 +151,77 @@ async fn a_run_reports_lock_waits_conflicts_and_retries_as_status_does() {
     let state = status(&run_dir).expect("status");
     assert_eq!(&state.metrics, metrics, "one derivation from one journal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_conflict_reports_the_resolvers_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, run_dir) = (tmp.path().join("repo"), tmp.path().join("run"));
+    let lines: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+    write(&repo, "src/shared.txt", &lines);
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let worker = FnExecutor::new(move |job: Job| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            let path = job.workdir.join("src/shared.txt");
+            let text = std::fs::read_to_string(&path).expect("read");
+            let text = text.replacen("line 5\n", &format!("line 5 by {}\n", job.task.id), 1);
+            std::fs::write(&path, text).expect("write");
+            Ok(ExecOutput::default())
+        }
+    });
+    let resolver = FnExecutor::new(|job: Job| async move {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let path = job.workdir.join("src/shared.txt");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let resolved: String = text
+            .lines()
+            .filter(|l| {
+                !["<<<<<<<", "=======", ">>>>>>>"]
+                    .iter()
+                    .any(|m| l.starts_with(m))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, resolved).expect("write");
+        Ok(ExecOutput::default())
+    });
+    let executors = Executors::single(worker).with("resolver", resolver);
+    let plan = Plan::default()
+        .with_task(Task::new("p", ""))
+        .with_task(Task::new("q", ""))
+        .validate()
+        .expect("valid plan");
+    let options = EngineOptions::new(&repo, &run_dir)
+        .backend(Some(Backend::Copy))
+        .conflicts(ConflictPolicy::Resolve {
+            executor: "resolver".to_owned(),
+        })
+        .run(RunOptions::default().jobs(2));
+    let outcome = run_engine(&plan, &executors, options).await.expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let metrics = &outcome.metrics;
+    assert_eq!(metrics.counter("conflicts"), 1);
+    assert_eq!(metrics.counter("commits"), 2);
+    let resolve = MetricKind::Custom(crate::RESOLVE_TIME.to_owned());
+    let h = metrics.histogram(&resolve).expect("one resolution");
+    assert_eq!(h.count, 1);
+    assert!(h.max >= Duration::from_millis(100), "{h:?}");
+    assert!(
+        metrics
+            .executor_histogram(&resolve, Some("default"))
+            .is_none(),
+        "the resolver's time is not the task executor's"
+    );
+    let resolved = ["p", "q"]
+        .into_iter()
+        .find(|id| metrics.tasks[*id].resolve_time > Duration::ZERO)
+        .expect("one task was resolved");
+    // Its one pass ran and merged (with a conflict); the resolver ran after.
+    assert_eq!(metrics.tasks[resolved].attempts, 1);
+    assert_eq!(
+        metrics.tasks[resolved].resolve_time, h.total,
+        "one resolution, one task"
+    );
+}
