@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use forge_core::staging::Backend;
+use forge_core::staging::{Backend, OverlayMode};
 use forge_core::{
     ConflictPolicy, EngineError, EngineOptions, EngineOutcome, EventBus, Executor, Executors, Plan,
     ProcessExecutor, RunOptions, ScopePolicy,
@@ -82,7 +82,7 @@ impl Settings {
 
     /// The engine options these settings describe.
     pub(crate) fn engine_options(&self, run_dir: &Path) -> Result<EngineOptions, String> {
-        let backend = parse_staging(&self.staging)?;
+        let (backend, overlay_mode) = parse_staging(&self.staging)?;
         let mut conflicts = parse_conflicts(&self.conflicts)?;
         if self.resolver.is_some() {
             conflicts = ConflictPolicy::Resolve {
@@ -101,6 +101,7 @@ impl Settings {
             .conflicts(conflicts)
             .scope(parse_scope(&self.scope)?)
             .run(run);
+        options.staging.overlay_mode = overlay_mode;
         if let Some(step) = std::env::var(FAULT_ENV)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -119,12 +120,20 @@ impl Settings {
 
 const RESOLVER: &str = "forge-resolver";
 
-pub(crate) fn parse_staging(text: &str) -> Result<Option<Backend>, String> {
+/// `--staging`: a backend (`auto` for none) and how overlay mounts; `overlay-userns` forces
+/// overlay in a user namespace (what users without root get), also as root.
+pub(crate) fn parse_staging(text: &str) -> Result<(Option<Backend>, OverlayMode), String> {
     match text {
-        "auto" => Ok(None),
-        other => other.parse::<Backend>().map(Some).map_err(|e| {
-            format!("--staging `{other}`: {e} (auto, overlay, reflink, copy or worktree)")
-        }),
+        "auto" => Ok((None, OverlayMode::Auto)),
+        "overlay-userns" => Ok((Some(Backend::Overlay), OverlayMode::UserNamespace)),
+        other => other
+            .parse::<Backend>()
+            .map(|b| (Some(b), OverlayMode::Auto))
+            .map_err(|e| {
+                format!(
+                    "--staging `{other}`: {e} (auto, overlay, overlay-userns, reflink, copy or worktree)"
+                )
+            }),
     }
 }
 

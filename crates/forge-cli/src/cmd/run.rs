@@ -52,8 +52,8 @@ pub(crate) struct Args {
     /// Print every event as a JSON line on stdout instead of the progress display.
     #[arg(long)]
     json: bool,
-    /// How each task's view of the repository is made: auto, overlay, reflink, copy or
-    /// worktree.
+    /// How each task's view of the repository is made: auto, overlay, overlay-userns
+    /// (overlay in a user namespace, also as root), reflink, copy or worktree.
     #[arg(long, default_value = "auto")]
     staging: String,
     /// The run directory (journal, plan, views); default: a new directory under the system's

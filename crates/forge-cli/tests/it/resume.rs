@@ -97,14 +97,17 @@ fn journal_lines(sandbox: &Sandbox) -> u64 {
     std::fs::read_to_string(journal).map_or(0, |t| t.lines().count() as u64)
 }
 
-/// Backends to alternate between: copy everywhere, overlay where it works.
+/// Backends to alternate between: copy everywhere, overlay (plain mounts as root) and
+/// overlay in a user namespace.
 fn stagings() -> Vec<&'static str> {
-    let overlay_ok = Command::new("id")
+    let is_root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout == b"0\n");
-    if overlay_ok || std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_none() {
-        vec!["copy", "overlay"]
+    if is_root {
+        vec!["copy", "overlay", "overlay-userns"]
+    } else if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_none() {
+        vec!["copy", "overlay-userns"]
     } else {
         eprintln!("not root and FORGE_ALLOW_SKIP_OVERLAY is set: killing copy runs only");
         vec!["copy"]

@@ -167,3 +167,96 @@ fn bad_input_exits_2() {
         assert_eq!(text(&out).1, expected, "{args:?}");
     }
 }
+
+/// Without root, `forge run` gets overlay views in a user namespace and starts each agent
+/// inside it, at the view's real path, with the user's own uid. As root, this runs a copy
+/// of the `forge` binary as user `nobody` (uid 65534).
+#[test]
+fn a_user_without_root_gets_overlay_views_with_agents_inside() {
+    const NOBODY: u32 = 65534;
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("src")).expect("mkdir");
+    std::fs::write(repo.join("README.md"), "hello\n").expect("write");
+    std::fs::write(repo.join("src/old.txt"), "old\n").expect("write");
+    std::fs::write(
+        dir.join("plan.toml"),
+        r#"
+[[task]]
+id = "a"
+prompt = "test \"$(id -u)\" != 0 && echo a > a.txt && pwd > where-a.txt && rm -r src"
+
+[[task]]
+id = "b"
+prompt = "sed -i 's/hello/hello, world/' README.md"
+
+[[task]]
+id = "c"
+prompt = "cat a.txt README.md > both.txt"
+deps = ["a", "b"]
+"#,
+    )
+    .expect("write plan");
+    // The build directory may be closed to other users: run a copy of the binary.
+    let exe = dir.join("forge");
+    std::fs::copy(env!("CARGO_BIN_EXE_forge"), &exe).expect("copy forge");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args([
+        "run",
+        "../plan.toml",
+        "--staging",
+        "auto",
+        "--executor",
+        "sh -c {prompt}",
+        "--run-dir",
+    ])
+    .arg(dir.join("run"))
+    .current_dir(&repo)
+    .env("HOME", dir)
+    .env_remove("COLUMNS");
+    if is_root {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        chown_tree(dir, NOBODY);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().expect("forge runs");
+    let (stdout, stderr) = text(&out);
+    if stdout.contains("staging: copy")
+        && std::env::var("FORGE_ALLOW_SKIP_OVERLAY").as_deref() == Ok("1")
+    {
+        eprintln!(
+            "skipping: overlay in a user namespace does not work here (FORGE_ALLOW_SKIP_OVERLAY=1)\n{stdout}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("staging: overlay (auto: overlayfs mounts work in a user namespace"),
+        "{stdout}"
+    );
+    let read = |p: &str| std::fs::read_to_string(repo.join(p)).expect(p);
+    assert_eq!(read("both.txt"), "a\nhello, world\n");
+    assert!(!repo.join("src").exists());
+    let run_dir = std::fs::canonicalize(dir.join("run")).expect("run dir");
+    let where_a = read("where-a.txt");
+    assert!(
+        where_a.starts_with(&format!("{}/views/", run_dir.display())),
+        "agent `a` ran in {where_a:?}"
+    );
+}
+
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("chown");
+    if std::fs::symlink_metadata(path).expect("stat").is_dir() {
+        for item in std::fs::read_dir(path).expect("read dir") {
+            chown_tree(&item.expect("read dir").path(), uid);
+        }
+    }
+}
