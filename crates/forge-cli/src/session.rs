@@ -27,6 +27,9 @@ pub(crate) struct Settings {
     pub(crate) repo: PathBuf,
     /// The executor template.
     pub(crate) executor: String,
+    /// `--executor-for NAME=CMD`: templates for tasks naming an executor.
+    #[serde(default)]
+    pub(crate) executors_for: Vec<(String, String)>,
     /// The conflict resolver's template, if any.
     pub(crate) resolver: Option<String>,
     /// `--jobs`.
@@ -63,14 +66,31 @@ impl Settings {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The executors: the template for every executor name the plan uses, and the resolver.
+    /// The executors: `--executor-for` templates by name, the `--executor` template for
+    /// every other executor name the plan uses, and the resolver.
     pub(crate) fn executors(&self, plan: &Plan) -> Result<Executors, String> {
-        let executor: Arc<dyn Executor> =
-            Arc::new(ProcessExecutor::from_template(&self.executor).map_err(|e| e.to_string())?);
+        let executor: Arc<dyn Executor> = Arc::new(
+            ProcessExecutor::from_template(&self.executor)
+                .map_err(|e| format!("--executor: {e}"))?,
+        );
         let mut executors = Executors::default();
         executors.insert(forge_core::DEFAULT_EXECUTOR, executor.clone());
         for task in &plan.tasks {
             executors.insert(task.executor.clone(), executor.clone());
+        }
+        for (name, template) in &self.executors_for {
+            if !plan.tasks.iter().any(|t| &t.executor == name) {
+                let mut used: Vec<&str> = plan.tasks.iter().map(|t| t.executor.as_str()).collect();
+                used.sort_unstable();
+                used.dedup();
+                return Err(format!(
+                    "--executor-for {name}=...: no task of the plan uses executor `{name}` (it uses: {})",
+                    used.join(", ")
+                ));
+            }
+            let named = ProcessExecutor::from_template(template)
+                .map_err(|e| format!("--executor-for {name}=...: {e}"))?;
+            executors.insert(name.clone(), Arc::new(named));
         }
         if let Some(resolver) = &self.resolver {
             let resolver =

@@ -26,8 +26,8 @@ the view at {workdir}, its own uid, no extra privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
-value is never re-split or seen by a shell. Every task uses this one command, whatever its \
-`executor` field says. The command runs in its own process group, in the task's view; on \
+value is never re-split or seen by a shell. A task whose `executor` field is NAME uses the \
+--executor-for NAME=CMD command when one is given; every other task uses --executor. The command runs in its own process group, in the task's view; on \
 timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means \
 retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
 failure is retried if the task has retries.
@@ -40,6 +40,10 @@ pub(crate) struct Args {
     /// Command run for each task, e.g. 'droid exec --auto low {prompt}'.
     #[arg(long)]
     executor: String,
+    /// Command for the tasks whose `executor` field is NAME, e.g.
+    /// 'claude=claude -p {prompt}' (repeatable; NAME must be used by the plan).
+    #[arg(long = "executor-for", value_name = "NAME=CMD", value_parser = parse_named_executor)]
+    executors_for: Vec<(String, String)>,
     /// Most tasks running at once (default: number of CPUs).
     #[arg(long, short)]
     jobs: Option<usize>,
@@ -71,6 +75,15 @@ pub(crate) struct Args {
     /// Changes outside a task's declared `writes`: reject (fail the task), allow, or warn.
     #[arg(long, default_value = "reject")]
     scope: String,
+}
+
+fn parse_named_executor(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, cmd)) if !name.trim().is_empty() && !cmd.trim().is_empty() => {
+            Ok((name.trim().to_owned(), cmd.to_owned()))
+        }
+        _ => Err(format!("`{text}` is not NAME=CMD")),
+    }
 }
 
 fn parse_pool(text: &str) -> Result<(String, u32), String> {
@@ -118,6 +131,7 @@ fn prepare(args: Args) -> Result<Prepared, String> {
     let settings = Settings {
         repo: repo.clone(),
         executor: args.executor,
+        executors_for: args.executors_for,
         resolver: args.resolver,
         jobs: args.jobs,
         keep_going: args.keep_going,

@@ -158,7 +158,7 @@ fn bad_input_exits_2() {
         ),
         (
             &["run", "plan.toml", "--executor", "sh -c 'oops"],
-            "forge run: unclosed single quote in command template `sh -c 'oops`\n",
+            "forge run: --executor: unclosed single quote in command template `sh -c 'oops`\n",
         ),
     ];
     for (args, expected) in cases {
@@ -259,4 +259,55 @@ fn chown_tree(path: &Path, uid: u32) {
             chown_tree(&item.expect("read dir").path(), uid);
         }
     }
+}
+
+#[test]
+fn tasks_naming_an_executor_use_its_command() {
+    let sandbox = Sandbox::new();
+    std::fs::write(
+        sandbox.path().join("plan.toml"),
+        r#"
+[[task]]
+id = "plain"
+prompt = "p"
+
+[[task]]
+id = "special"
+prompt = "s"
+executor = "alt"
+deps = ["plain"]
+"#,
+    )
+    .expect("write");
+    let run_dir = sandbox.run_dir();
+    let args = |extra: &'static str| {
+        [
+            "run",
+            "plan.toml",
+            "--run-dir",
+            run_dir.as_str(),
+            "--executor",
+            "sh -c 'echo default {task} >> log.txt'",
+            "--executor-for",
+            extra,
+        ]
+    };
+    let out = forge(
+        sandbox.path(),
+        &args("alt=sh -c 'echo alt {task} >> log.txt'"),
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("log.txt")).expect("log"),
+        "default plain\nalt special\n"
+    );
+    // A name no task uses is a typo: refused before anything runs.
+    let out = forge(sandbox.path(), &args("atl=true"));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no task of the plan uses executor `atl` (it uses: alt, default)"),
+        "{stderr}"
+    );
 }
