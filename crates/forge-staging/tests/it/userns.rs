@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use forge_staging::{
@@ -22,6 +22,16 @@ fn open(repo: &Path, run: &Path) -> Staging {
     assert_eq!(staging.backend(), Backend::Overlay);
     assert_eq!(staging.overlay_mode(), Some(OverlayMode::UserNamespace));
     staging
+}
+
+/// The fixture repository in a temporary directory, and a staging of it whose overlay
+/// views live in a user namespace.
+fn fixture() -> (tempfile::TempDir, PathBuf, Staging) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    make_repo(&repo);
+    let staging = open(&repo, &tmp.path().join("run"));
+    (tmp, repo, staging)
 }
 
 /// Runs `script` with `sh -c` inside the view's namespace; returns its standard output.
@@ -55,10 +65,7 @@ fn views_exist_inside_the_namespace_and_processes_join_it() {
     if !userns_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = tmp.path().join("repo");
-    make_repo(&repo);
-    let staging = open(&repo, &tmp.path().join("run"));
+    let (_tmp, _repo, staging) = fixture();
     assert!(
         staging.backend_reason().contains("user namespace"),
         "{}",
@@ -106,10 +113,7 @@ fn renaming_a_lower_directory_fails_with_exdev_and_mv_copies_instead() {
     if !userns_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = tmp.path().join("repo");
-    make_repo(&repo);
-    let staging = open(&repo, &tmp.path().join("run"));
+    let (_tmp, _repo, staging) = fixture();
     let view = staging.create_view(0, "v").expect("view");
     let err = fs::rename(view.path().join("src/util"), view.path().join("helpers"))
         .expect_err("overlayfs in a user namespace has no redirects");
@@ -140,10 +144,7 @@ fn the_namespace_ends_with_the_staging_and_a_dead_holder_is_reported() {
     if !userns_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = tmp.path().join("repo");
-    make_repo(&repo);
-    let staging = open(&repo, &tmp.path().join("run"));
+    let (tmp, repo, staging) = fixture();
     let view = staging.create_view(0, "v").expect("view");
     let pid = view.namespace().expect("namespace").holder_pid();
     let proc_dir = Path::new("/proc").join(pid.to_string());
