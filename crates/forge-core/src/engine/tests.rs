@@ -76,25 +76,34 @@ fn fixture() -> Fixture {
     }
 }
 
-/// The backends to test here: copy always; overlay where it works (root on Linux) or, when
-/// it does not, a failure unless FORGE_ALLOW_SKIP_OVERLAY is set.
-fn backends() -> Vec<Backend> {
-    let mut backends = vec![Backend::Copy];
-    let probe = fixture();
-    match forge_staging::Staging::open(
-        &probe.repo,
-        &probe.run_dir,
-        forge_staging::StagingOptions::with_backend(Some(Backend::Overlay)),
-    ) {
-        Ok(_) => backends.push(Backend::Overlay),
-        Err(e) if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some() => {
-            eprintln!("skipping the overlay backend (FORGE_ALLOW_SKIP_OVERLAY is set): {e}");
+/// The stagings to test here, by name: copy always; overlay with plain mounts (root) and in
+/// a user namespace, where they work, else a failure unless FORGE_ALLOW_SKIP_OVERLAY is set.
+/// In-process agents reach user-namespace views through `/proc`.
+fn stagings() -> Vec<(&'static str, forge_staging::StagingOptions)> {
+    use forge_staging::{OverlayMode, StagingOptions};
+    let mut out = vec![("copy", StagingOptions::with_backend(Some(Backend::Copy)))];
+    let modes = [
+        ("overlay", OverlayMode::Mount),
+        ("overlay-userns", OverlayMode::UserNamespace),
+    ];
+    for (name, mode) in modes {
+        if mode == OverlayMode::Mount && !rustix::process::geteuid().is_root() {
+            continue;
         }
-        Err(e) => panic!(
-            "overlay does not work here ({e}); set FORGE_ALLOW_SKIP_OVERLAY=1 to skip its tests"
-        ),
+        let mut opts = StagingOptions::with_backend(Some(Backend::Overlay));
+        opts.overlay_mode = mode;
+        let probe = fixture();
+        match forge_staging::Staging::open(&probe.repo, &probe.run_dir, opts.clone()) {
+            Ok(_) => out.push((name, opts)),
+            Err(e) if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some() => {
+                eprintln!("skipping {name} (FORGE_ALLOW_SKIP_OVERLAY is set): {e}");
+            }
+            Err(e) => panic!(
+                "{name} does not work here ({e}); set FORGE_ALLOW_SKIP_OVERLAY=1 to skip its tests"
+            ),
+        }
     }
-    backends
+    out
 }
 
 fn options(f: &Fixture, backend: Backend) -> EngineOptions {
@@ -114,7 +123,7 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disjoint_and_same_file_edits_merge_into_the_repository() {
-    for backend in backends() {
+    for (backend, staging) in stagings() {
         let f = fixture();
         let executors = scripted(vec![
             ("a", act(|d| edit(d, "src/a.txt", "a", "A"))),
@@ -138,12 +147,12 @@ async fn disjoint_and_same_file_edits_merge_into_the_repository() {
             .with_task(Task::new("top", ""))
             .with_task(Task::new("bottom", ""))
             .with_task(Task::new("del", "").deps(["a", "b"]));
-        let outcome = run(plan, &executors, options(&f, backend))
-            .await
-            .expect("run");
+        let mut opts = options(&f, Backend::Copy);
+        opts.staging = staging.clone();
+        let outcome = run(plan, &executors, opts).await.expect("run");
         assert!(outcome.is_success(), "{backend}: {:?}", outcome.run);
         assert!(outcome.published);
-        assert_eq!(outcome.backend.0, backend);
+        assert_eq!(Some(outcome.backend.0), staging.backend);
         assert_eq!(read(&f.repo, "src/a.txt"), "A\n");
         assert_eq!(read(&f.repo, "src/new/b2.txt"), "new\n");
         let shared = read(&f.repo, "src/shared.txt");
