@@ -372,7 +372,18 @@ pub(crate) fn metrics_digest(metrics: &RunMetrics) -> String {
     if !counts.is_empty() {
         out.push_str(&format!("counters: {}\n", counts.join(", ")));
     }
+    out.push_str(&incomplete(metrics));
     out
+}
+
+/// A warning when the journal missed events, so the metrics miss them too.
+fn incomplete(metrics: &RunMetrics) -> String {
+    match metrics.counter("events_lost") {
+        0 => String::new(),
+        lost => {
+            format!("metrics incomplete: the journal writer fell behind and missed {lost} events\n")
+        }
+    }
 }
 
 /// The metrics section of `forge status`: a table of each kind of duration (all executors,
@@ -422,6 +433,7 @@ pub(crate) fn metrics_table(metrics: &RunMetrics) -> String {
         out.push_str("  (no attempt has started)\n");
     }
     out.push_str(&format!("  counters: {}\n", counters(metrics)));
+    out.push_str(&incomplete(metrics).replace("metrics incomplete", "  incomplete"));
     out
 }
 

@@ -225,3 +225,50 @@ async fn a_resolved_conflict_reports_the_resolvers_time() {
         "one resolution, one task"
     );
 }
+
+/// An agent that prints fast leaves a backlog for a slow journal when the run ends; the
+/// writer must finish it, lifecycle events included, or the metrics (and `status`) would
+/// miss how the run ended. (A writer that skips output lines in its own subscription loses
+/// them here: its final non-blocking receives run out of tokio's cooperative budget.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_output_at_the_end_of_a_run_is_journaled_in_full() {
+    const LINES: usize = 3_000;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, run_dir) = (tmp.path().join("repo"), tmp.path().join("run"));
+    write(&repo, "README.md", "# sample\n");
+    // It prints and changes nothing, so the run ends right after its last line.
+    let executors = Executors::single(FnExecutor::new(|job: Job| async move {
+        for i in 0..LINES {
+            job.progress
+                .log(crate::LogStream::Stdout, &format!("line {i}"));
+        }
+        Ok(ExecOutput::default())
+    }));
+    let plan = Plan::default()
+        .with_task(Task::new("chatty", ""))
+        .validate()
+        .expect("valid plan");
+    // Room for every event, so nothing is lost to lag: only the end of the run is tested.
+    let bus = crate::EventBus::new(1 << 14);
+    // A slow journal (as a slow disk would be) keeps the writer well behind the agent.
+    let slow: crate::JournalHook = Arc::new(|_step| std::thread::sleep(Duration::from_micros(100)));
+    let options = EngineOptions::new(&repo, &run_dir)
+        .backend(Some(Backend::Copy))
+        .journal_hook(slow)
+        .run(RunOptions::default().jobs(1).bus(bus));
+    let outcome = run_engine(&plan, &executors, options).await.expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).expect("journal");
+    let logs = journal.matches(r#""kind":"task_log""#).count();
+    assert_eq!(logs, LINES, "every output line");
+    for kind in ["changes_collected", "task_succeeded", "run_finished"] {
+        assert!(journal.contains(&format!(r#""kind":"{kind}""#)), "{kind}");
+    }
+    let metrics = &outcome.metrics;
+    assert_eq!(metrics.counter("succeeded"), 1);
+    assert_eq!(metrics.counter("events_lost"), 0);
+    assert_eq!(
+        metrics.histogram(&MetricKind::RunTime).map(|h| h.count),
+        Some(1)
+    );
+}
