@@ -143,3 +143,47 @@ fn status_reports_metrics_of_a_killed_run() {
     assert!(report.contains("\nmetrics: "), "{report}");
     assert!(report.contains("\n  queue wait "), "{report}");
 }
+
+#[test]
+fn metrics_after_a_resume_cover_both_processes_but_not_the_gap() {
+    let sandbox = Sandbox::new();
+    let out = run(&sandbox, Some(12));
+    assert_eq!(
+        out.status.code(),
+        None,
+        "killed by a signal: {:?}",
+        text(&out)
+    );
+    // Nobody waits, runs or merges while no process is running.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let resumed = forge(sandbox.path(), &["resume", &sandbox.run_dir()]);
+    let (stdout, stderr) = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\ntimes p50/p90/max: queue "), "{stdout}");
+
+    let json = status_json(&sandbox);
+    assert_eq!(json["published"], true);
+    let summary = &json["metrics"]["summary"];
+    let attempts = summary["counters"]["attempts"].as_u64().expect("attempts");
+    let histograms = summary["histograms"].as_array().expect("histograms");
+    for h in histograms {
+        let max = h["max_ms"].as_f64().expect("max_ms");
+        assert!(
+            max < 1_400.0,
+            "the gap between the processes was counted: {h}"
+        );
+    }
+    let queue = histograms
+        .iter()
+        .find(|h| h["kind"] == "queue_wait" && h["executor"].is_null())
+        .expect("queue waits");
+    assert_eq!(
+        queue["count"].as_u64(),
+        Some(attempts),
+        "one queue wait per attempt"
+    );
+    assert!(
+        attempts >= 4,
+        "every task started at least once: {attempts}"
+    );
+}
