@@ -372,17 +372,15 @@ pub(crate) fn metrics_digest(metrics: &RunMetrics) -> String {
     if !counts.is_empty() {
         out.push_str(&format!("counters: {}\n", counts.join(", ")));
     }
-    out.push_str(&incomplete(metrics));
+    out.push_str(&incomplete(metrics, "metrics incomplete"));
     out
 }
 
 /// A warning when the journal missed events, so the metrics miss them too.
-fn incomplete(metrics: &RunMetrics) -> String {
+fn incomplete(metrics: &RunMetrics, lead: &str) -> String {
     match metrics.counter("events_lost") {
         0 => String::new(),
-        lost => {
-            format!("metrics incomplete: the journal writer fell behind and missed {lost} events\n")
-        }
+        lost => format!("{lead}: the journal writer fell behind and missed {lost} events\n"),
     }
 }
 
@@ -433,7 +431,7 @@ pub(crate) fn metrics_table(metrics: &RunMetrics) -> String {
         out.push_str("  (no attempt has started)\n");
     }
     out.push_str(&format!("  counters: {}\n", counters(metrics)));
-    out.push_str(&incomplete(metrics).replace("metrics incomplete", "  incomplete"));
+    out.push_str(&incomplete(metrics, "  incomplete"));
     out
 }
 
@@ -459,7 +457,153 @@ pub(crate) fn human(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use forge_core::{MetricsRecorder, Plan, Task};
+
     use super::*;
+
+    /// Two tasks on two executors: `a` waits 40 ms for a lock and runs 1.5 s, `b` waits 5 ms
+    /// in the queue, runs 200 ms and conflicts once before it merges.
+    fn two_executors() -> RunMetrics {
+        let plan = Plan::default()
+            .with_task(Task::new("a", "").executor("claude"))
+            .with_task(Task::new("b", "").executor("droid"));
+        let mut recorder = MetricsRecorder::new(&plan);
+        let t = |id: &str| id.to_owned();
+        let events = [
+            (0, Event::TaskReady { task: t("a") }),
+            (0, Event::TaskReady { task: t("b") }),
+            (
+                0,
+                Event::TaskStarted {
+                    task: t("a"),
+                    attempt: 1,
+                },
+            ),
+            (
+                5,
+                Event::TaskStarted {
+                    task: t("b"),
+                    attempt: 1,
+                },
+            ),
+            (
+                5,
+                Event::LockAcquired {
+                    task: t("b"),
+                    waited_ms: 0,
+                },
+            ),
+            (
+                5,
+                Event::ViewOpened {
+                    task: t("b"),
+                    generation: 0,
+                    backend: "copy".into(),
+                },
+            ),
+            (
+                205,
+                Event::ChangesCollected {
+                    task: t("b"),
+                    paths: 1,
+                },
+            ),
+            (
+                207,
+                Event::MergeConflict {
+                    task: t("b"),
+                    paths: vec!["f".into()],
+                },
+            ),
+            (
+                207,
+                Event::ViewOpened {
+                    task: t("b"),
+                    generation: 1,
+                    backend: "copy".into(),
+                },
+            ),
+            (
+                407,
+                Event::ChangesCollected {
+                    task: t("b"),
+                    paths: 1,
+                },
+            ),
+            (
+                410,
+                Event::TaskMerged {
+                    task: t("b"),
+                    generation: 2,
+                    paths: 1,
+                },
+            ),
+            (
+                40,
+                Event::LockAcquired {
+                    task: t("a"),
+                    waited_ms: 40,
+                },
+            ),
+            (
+                40,
+                Event::ViewOpened {
+                    task: t("a"),
+                    generation: 0,
+                    backend: "copy".into(),
+                },
+            ),
+            (
+                1_540,
+                Event::ChangesCollected {
+                    task: t("a"),
+                    paths: 1,
+                },
+            ),
+            (
+                1_544,
+                Event::TaskMerged {
+                    task: t("a"),
+                    generation: 1,
+                    paths: 1,
+                },
+            ),
+        ];
+        for (at, event) in &events {
+            recorder.observe(event, *at);
+        }
+        recorder.snapshot()
+    }
+
+    #[test]
+    fn metrics_table_for_status() {
+        let expected = "\
+metrics:                   count       p50       p90       max     total
+  queue wait                   2       0ms       5ms       5ms       5ms
+  lock wait                    2       0ms      40ms      40ms      40ms
+  run time                     3     200ms      1.5s      1.5s      1.9s
+  merge time                   3       3ms       4ms       4ms       9ms
+  queue wait [claude]          1       0ms       0ms       0ms       0ms
+  queue wait [droid]           1       5ms       5ms       5ms       5ms
+  lock wait [claude]           1      40ms      40ms      40ms      40ms
+  lock wait [droid]            1       0ms       0ms       0ms       0ms
+  run time [claude]            1      1.5s      1.5s      1.5s      1.5s
+  run time [droid]             2     200ms     200ms     200ms     400ms
+  merge time [claude]          1       4ms       4ms       4ms       4ms
+  merge time [droid]           2       2ms       3ms       3ms       5ms
+  counters: attempts 2, retries 0, rate_limited 0, lock_waits 0, deadlocks 0, conflicts 1, stale_reruns 0, scope_violations 0, commits 0
+";
+        assert_eq!(metrics_table(&two_executors()), expected);
+    }
+
+    #[test]
+    fn metrics_digest_for_run() {
+        let expected = "\
+times p50/p90/max: queue 0ms/5ms/5ms, lock 0ms/40ms/40ms, run 200ms/1.5s/1.5s, merge 3ms/4ms/4ms
+counters: attempts 2, conflicts 1
+";
+        assert_eq!(metrics_digest(&two_executors()), expected);
+    }
 
     #[test]
     fn durations_for_people() {
