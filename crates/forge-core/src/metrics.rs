@@ -53,10 +53,12 @@ pub const RESOLVE_TIME: &str = "resolve_time";
 /// are milliseconds on any clock that does not go backwards; only differences count.
 ///
 /// In a journal, the events published on the bus are stamped when the journal writer drains
-/// them (normally well within a millisecond of being published) and the commit records
-/// (`commit_started`, `task_merged`) when the engine writes them, so the two streams can
-/// interleave a little out of order; the definitions below close each interval at the first
-/// event that can end it, so this costs a few milliseconds at most. On the bus there is no
+/// them (normally within a millisecond of being published; later behind a flood of output
+/// lines, which go through the same writer) and the commit records (`commit_started`,
+/// `task_merged`) when the engine writes them, so the two streams can interleave out of
+/// order; the definitions below close each interval at the first event that can end it, so
+/// a late stamp shortens or lengthens a duration by the writer's delay, never more. On the
+/// bus there is no
 /// `task_merged` (it is journaled only), so there a merge ends at `generation_committed` or
 /// when the attempt ends.
 ///
