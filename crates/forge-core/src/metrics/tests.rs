@@ -28,6 +28,8 @@ enum Lock {
     Wait(u64),
     /// Given up as a deadlock victim after this long (the attempt fails).
     Victim(u64),
+    /// Still waiting when the attempt times out after this long.
+    TimedOut(u64),
 }
 
 /// One attempt of a task in the model.
@@ -60,6 +62,7 @@ fn attempt() -> impl Strategy<Value = Attempt> {
         Just(Lock::Free),
         (0..40u64).prop_map(Lock::Wait),
         (0..40u64).prop_map(Lock::Victim),
+        (0..40u64).prop_map(Lock::TimedOut),
     ];
     (
         0..30u64,
@@ -80,9 +83,9 @@ fn attempt() -> impl Strategy<Value = Attempt> {
 fn script() -> impl Strategy<Value = Script> {
     (0..100u64, 0..2usize, prop::collection::vec(attempt(), 1..4)).prop_map(
         |(ready_at, executor, mut attempts)| {
-            // The last attempt succeeds, so it cannot be a deadlock victim.
+            // The last attempt succeeds, so it cannot lose its lock wait.
             if let Some(last) = attempts.last_mut()
-                && let Lock::Victim(w) = last.lock
+                && let Lock::Victim(w) | Lock::TimedOut(w) = last.lock
             {
                 last.lock = Lock::Wait(w);
             }
@@ -205,6 +208,16 @@ fn play(id: &str, script: &Script, expected: &mut Expected) -> Vec<(u64, usize, 
                 );
                 expected.count("lock_waits");
                 expected.count("deadlocks");
+                expected.sample(MetricKind::LockWait, id, &executor, w);
+                push(now, retrying(id, attempt, a.delay));
+                expected.count("retries");
+                now += a.delay;
+                continue;
+            }
+            Lock::TimedOut(w) => {
+                wait(now, &mut push);
+                now += w;
+                expected.count("lock_waits");
                 expected.sample(MetricKind::LockWait, id, &executor, w);
                 push(now, retrying(id, attempt, a.delay));
                 expected.count("retries");
