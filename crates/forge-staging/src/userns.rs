@@ -8,8 +8,9 @@
 //!   gives this process a way in: `/proc/<holder>/root/<path>` resolves `<path>` in the
 //!   holder's mount namespace, which is how [`View::path`](crate::View::path) reaches a
 //!   view from outside;
-//! - mounts and unmounts run in a short-lived forked child that joins the namespaces
-//!   (`setns` needs a single-threaded caller, which this process is not);
+//! - mounts and unmounts run in a short-lived child that joins the namespaces (`setns`
+//!   needs a single-threaded caller, which this process is not); it shares this process's
+//!   memory (`CLONE_VM | CLONE_VFORK`), so its cost does not grow with the caller's size;
 //! - an agent process joins the namespaces the same way just before `exec`
 //!   ([`ViewNamespace::configure`]), so it sees the view at its real path.
 //!
@@ -17,11 +18,12 @@
 //! kernel removes the namespace with all its mounts: a crashed run leaves directories,
 //! never mounts.
 //!
-//! This is the only module of the crate with `unsafe` code: `pre_exec` hooks. They run in
-//! the child between `fork` and `exec`, where only async-signal-safe work is allowed, so
-//! they make raw system calls on buffers built before the fork and never allocate.
+//! This is the only module of the crate with `unsafe` code: `pre_exec` hooks and the
+//! `clone` child. Both run where only async-signal-safe work is allowed (after `fork`, or
+//! on memory shared with a suspended thread), so they make raw system calls on data built
+//! beforehand and never allocate.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -128,15 +130,9 @@ impl Namespace {
         let target = c_path(target)?;
         let data = CString::new(data)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount options hold NUL"))?;
-        self.run_inside(move || {
-            rustix::mount::mount(
-                c"forge-staging",
-                target.as_c_str(),
-                c"overlay",
-                MountFlags::empty(),
-                data.as_c_str(),
-            )
-            .map_err(io::Error::from)
+        self.run_inside(&Action::Mount {
+            target: &target,
+            data: &data,
         })
     }
 
@@ -144,50 +140,117 @@ impl Namespace {
     /// inside.
     pub(crate) fn unmount(&self, target: &Path) -> io::Result<()> {
         let target = c_path(target)?;
-        self.run_inside(move || {
-            match rustix::mount::unmount(target.as_c_str(), UnmountFlags::empty()) {
+        self.run_inside(&Action::Unmount { target: &target })
+    }
+
+    /// Runs `action` in a child that joined the namespaces, and waits for it.
+    ///
+    /// The child is made with `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does: it
+    /// shares this process's memory (no page tables copied, so the cost does not grow with
+    /// the caller's size) and this thread sleeps until it exits. It has its own file
+    /// descriptor table and file system context, which `setns` requires, runs with every
+    /// signal blocked (no handler may run on the shared memory), and reports the errno of a
+    /// failed step as its exit status.
+    fn run_inside(&self, action: &Action<'_>) -> io::Result<()> {
+        let job = InsideJob {
+            user: self.user.as_fd(),
+            mnt: self.mnt.as_fd(),
+            action,
+        };
+        let mut stack = vec![0u8; CHILD_STACK];
+        // The stack grows down from the end, 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+        // SAFETY: `sigfillset` initializes the set; `pthread_sigmask` only changes this
+        // thread's mask, restored below, so that the child starts with every signal blocked.
+        let old_mask = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            old
+        };
+        // SAFETY: `inside` runs on `stack`, which outlives the child: with CLONE_VFORK this
+        // thread is suspended until the child exits, so `stack` and `job` stay borrowed and
+        // unchanged meanwhile. The child touches nothing but `job` (read only) and its own
+        // stack, makes only system calls, and never returns into this thread's frames.
+        let pid = unsafe {
+            libc::clone(
+                inside,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw const job).cast_mut().cast(),
+            )
+        };
+        let spawn_error = (pid == -1).then(io::Error::last_os_error);
+        // SAFETY: restores the mask saved above.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+        }
+        drop(stack);
+        if let Some(e) = spawn_error {
+            return Err(e);
+        }
+        let pid = rustix::process::Pid::from_raw(pid).expect("clone returned a positive pid");
+        let status = loop {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                Ok(Some((_, status))) => break status,
+                Ok(None) => continue,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match status.exit_status() {
+            Some(0) => Ok(()),
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Err(io::Error::other(format!(
+                "namespace helper process ended abnormally ({status:?})"
+            ))),
+        }
+    }
+}
+
+/// Stack of the child of [`Namespace::run_inside`]: a few system call wrappers deep.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What a child of [`Namespace::run_inside`] does once inside.
+enum Action<'a> {
+    Mount { target: &'a CStr, data: &'a CStr },
+    Unmount { target: &'a CStr },
+}
+
+/// The child's whole input, read through the shared memory.
+struct InsideJob<'a> {
+    user: BorrowedFd<'a>,
+    mnt: BorrowedFd<'a>,
+    action: &'a Action<'a>,
+}
+
+/// The child of [`Namespace::run_inside`]: joins, acts, and returns its exit status (0, or
+/// the errno of the step that failed).
+extern "C" fn inside(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `InsideJob` that `run_inside` keeps alive and unchanged until
+    // this child exits (its borrowed fds with it).
+    let job = unsafe { &*(arg.cast::<InsideJob<'_>>()) };
+    let result = join_raw(job.user, job.mnt).and_then(|()| match job.action {
+        Action::Mount { target, data } => rustix::mount::mount(
+            c"forge-staging",
+            *target,
+            c"overlay",
+            MountFlags::empty(),
+            *data,
+        ),
+        Action::Unmount { target } => {
+            match rustix::mount::unmount(*target, UnmountFlags::empty()) {
                 Err(rustix::io::Errno::BUSY) => {
-                    rustix::mount::unmount(target.as_c_str(), UnmountFlags::DETACH)
+                    rustix::mount::unmount(*target, UnmountFlags::DETACH)
                 }
                 other => other,
             }
-            .map_err(io::Error::from)
-        })
-    }
-
-    /// Runs `action` in a forked child that joined the namespaces, and waits for it. The
-    /// child never `exec`s: it exits right after `action`, and `spawn` reports an error the
-    /// hook returned.
-    fn run_inside<F>(&self, mut action: F) -> io::Result<()>
-    where
-        F: FnMut() -> io::Result<()> + Send + Sync + 'static,
-    {
-        let user = self.user.try_clone()?;
-        let mnt = self.mnt.try_clone()?;
-        // The program is never executed: the hook exits first.
-        let mut cmd = Command::new(HOLDER);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: `join`, `action` (a mount or unmount on C strings built before the fork)
-        // and `_exit` are system calls that neither allocate nor lock. `_exit` skips the
-        // destructors and atexit handlers of the forked copy of this process, which must
-        // not run in it.
-        unsafe {
-            cmd.pre_exec(move || {
-                join(user.as_fd(), mnt.as_fd())?;
-                action()?;
-                libc::_exit(0)
-            });
         }
-        let status = cmd.spawn()?.wait()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "namespace helper process ended with {status}"
-            )))
-        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(errno) => errno.raw_os_error(),
     }
 }
 
@@ -232,9 +295,12 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 
 /// Joins the user namespace, then the mount namespace (whose owner it is).
 fn join(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> io::Result<()> {
+    join_raw(user, mnt).map_err(io::Error::from)
+}
+
+fn join_raw(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
     rustix::thread::move_into_link_name_space(user, Some(LinkNameSpaceType::User))?;
-    rustix::thread::move_into_link_name_space(mnt, Some(LinkNameSpaceType::Mount))?;
-    Ok(())
+    rustix::thread::move_into_link_name_space(mnt, Some(LinkNameSpaceType::Mount))
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
