@@ -67,14 +67,31 @@ fn staging_benches(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
 
-    // Plain mounts (root) and mounts in a user namespace (what users without root get).
-    for (label, mode) in [
-        ("overlay", OverlayMode::Mount),
-        ("overlay (user namespace)", OverlayMode::UserNamespace),
+    // Plain mounts (root) and mounts in a user namespace (what users without root get);
+    // then both again while this process holds 1 GiB, because each namespace mount runs
+    // in a child process and must not cost more in a big caller.
+    let mut ballast: Vec<u8> = Vec::new();
+    for (label, mode, big) in [
+        ("overlay", OverlayMode::Mount, false),
+        (
+            "overlay (user namespace)",
+            OverlayMode::UserNamespace,
+            false,
+        ),
+        ("overlay, caller holding 1 GiB", OverlayMode::Mount, true),
+        (
+            "overlay (user namespace), caller holding 1 GiB",
+            OverlayMode::UserNamespace,
+            true,
+        ),
     ] {
+        if big && ballast.is_empty() {
+            // Written, so the pages are resident.
+            ballast = vec![1u8; 1 << 30];
+        }
         let mut opts = StagingOptions::with_backend(Some(Backend::Overlay));
         opts.overlay_mode = mode;
-        let run_dir = tmp.path().join(format!("run-overlay-{mode:?}"));
+        let run_dir = tmp.path().join(format!("run-overlay-{mode:?}-{big}"));
         let overlay = match Staging::open(&repo, &run_dir, opts) {
             Ok(overlay) => overlay,
             Err(e) => {
@@ -93,6 +110,9 @@ fn staging_benches(c: &mut Criterion) {
             });
         });
         overlay.wait_for_teardown();
+        if big {
+            continue;
+        }
         let view = overlay.create_view(0, "edited").expect("overlay view");
         edit(view.path(), &files);
         group.bench_function(format!("{label} collect after 10 edits"), |b| {
@@ -102,6 +122,7 @@ fn staging_benches(c: &mut Criterion) {
             });
         });
     }
+    drop(std::hint::black_box(ballast));
 
     let slow = |group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
         // One iteration per sample, ten samples: each iteration takes seconds.
