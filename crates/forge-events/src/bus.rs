@@ -5,6 +5,7 @@
 //! behind loses the oldest ones and is told so with [`Delivery::Lagged`].
 
 use std::fmt;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -83,6 +84,15 @@ impl<E: Clone + Send + Sync + 'static> Bus<E> {
     #[must_use]
     pub fn subscriber_count(&self) -> usize {
         self.sender.receiver_count()
+    }
+
+    /// How many published events the slowest subscriber has not received yet (at most
+    /// [`capacity`](Bus::capacity): beyond it, a publish evicts the oldest). Publishers of
+    /// low-value events (log lines) can shed them while the backlog is high, so that a flood
+    /// never evicts the events that matter.
+    #[must_use]
+    pub fn backlog(&self) -> usize {
+        self.sender.len()
     }
 
     /// The ring size: how far a subscriber may fall behind before it lags.
@@ -188,7 +198,14 @@ impl<E: Clone + Send + 'static> Subscription<E> {
     pub fn try_recv(&mut self) -> Result<Delivery<E>, TryRecvError> {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         // No budget: this call is synchronous, so skipping filtered events starves nobody.
-        match self.poll_delivery(&mut cx, usize::MAX) {
+        // Nor tokio's: inside a task, its cooperative budget would make the receive report
+        // `Pending` after ~128 events though more are waiting.
+        let poll = {
+            let receive = futures::future::poll_fn(|cx| self.poll_delivery(cx, usize::MAX));
+            let mut receive = std::pin::pin!(tokio::task::coop::unconstrained(receive));
+            receive.as_mut().poll(&mut cx)
+        };
+        match poll {
             Poll::Ready(Some(delivery)) => Ok(delivery),
             Poll::Ready(None) => Err(TryRecvError::Closed),
             Poll::Pending => Err(TryRecvError::Empty),

@@ -177,3 +177,24 @@ async fn a_dropped_recv_future_loses_no_event() {
     bus.publish(3u32);
     assert_eq!(sub.recv().await, Some(Delivery::Event(3)));
 }
+
+/// Inside a tokio task, `try_recv` drains everything waiting: tokio's cooperative budget
+/// (which would report `Pending` after ~128 receives) does not apply to it.
+#[tokio::test]
+async fn try_recv_in_a_task_drains_past_the_cooperative_budget() {
+    let bus = Bus::new(1024);
+    let mut sub = bus.subscribe();
+    let mut backlog = Vec::new();
+    for i in 0..1000u32 {
+        bus.publish(i);
+        backlog.push(bus.backlog());
+    }
+    assert_eq!(backlog[0], 1);
+    assert_eq!(backlog[999], 1000);
+    let mut got = Vec::new();
+    while let Ok(Delivery::Event(i)) = sub.try_recv() {
+        got.push(i);
+    }
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    assert_eq!(bus.backlog(), 0);
+}
