@@ -109,6 +109,11 @@ impl View {
                     self.dirty = true;
                 }
             }
+            Event::TaskOutputDropped { task, lines, .. } if self.mode == Mode::Plain => {
+                self.permanent(format!(
+                    "[{task}] ({lines} lines of output not shown: they came faster than they could be recorded)"
+                ));
+            }
             Event::TaskRetrying {
                 task,
                 attempt,

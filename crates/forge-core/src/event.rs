@@ -25,6 +25,7 @@ pub enum LogStream {
 /// | `task_started` | `{"kind":"task_started","task":"api","attempt":1}` |
 /// | `task_log` | `{"kind":"task_log","task":"api","attempt":1,"stream":"stdout","line":"compiling"}` |
 /// | `task_progress` | `{"kind":"task_progress","task":"api","attempt":1,"data":{"percent":40}}` |
+/// | `task_output_dropped` | `{"kind":"task_output_dropped","task":"api","attempt":1,"lines":52000}` |
 /// | `task_retrying` | `{"kind":"task_retrying","task":"api","attempt":1,"delay_ms":1500,"error":"exited with status 75"}` |
 /// | `executor_paused` | `{"kind":"executor_paused","executor":"default","task":"api","retry_after_ms":60000,"error":"rate limited"}` |
 /// | `task_succeeded` | `{"kind":"task_succeeded","task":"api","attempts":2,"duration_ms":5300}` |
@@ -51,7 +52,10 @@ pub enum LogStream {
 /// lock, view, merge and commit kinds. `commit_started` and `task_merged` are the engine's
 /// write-ahead records: they are fsynced to the journal before and after each commit, and
 /// resume trusts nothing else to know which tasks were merged. `events_lost` is written to the
-/// journal when its writer fell behind the bus.
+/// journal when its writer fell behind the bus. Output (`task_log`, `task_progress`) is shed
+/// while the bus is more than half full, so that a flood of output never evicts the other
+/// kinds; `task_output_dropped` counts what was shed (before the next line that gets through,
+/// and at the end of the attempt).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -94,6 +98,17 @@ pub enum Event {
         attempt: u32,
         /// Whatever the executor reported.
         data: serde_json::Value,
+    },
+    /// Output of an attempt (`task_log` and `task_progress` reports) that was not published
+    /// because the bus was more than half full: a flood of output is shed so that it never
+    /// evicts lifecycle events. The executor's own output tail is not affected.
+    TaskOutputDropped {
+        /// The task id.
+        task: String,
+        /// 1-based attempt number.
+        attempt: u32,
+        /// How many reports were dropped since the last one that got through.
+        lines: u64,
     },
     /// An attempt failed with a retryable error (or timed out); another follows after a delay.
     TaskRetrying {
@@ -281,6 +296,7 @@ impl Event {
             | Event::TaskStarted { task, .. }
             | Event::TaskLog { task, .. }
             | Event::TaskProgress { task, .. }
+            | Event::TaskOutputDropped { task, .. }
             | Event::TaskRetrying { task, .. }
             | Event::ExecutorPaused { task, .. }
             | Event::TaskSucceeded { task, .. }
@@ -326,7 +342,7 @@ mod tests {
             .filter_map(|row| row.split(" | ").nth(1))
             .map(|cell| cell.trim_end_matches(" |").trim_matches('`').trim())
             .collect();
-        assert_eq!(examples.len(), 26, "one example per variant");
+        assert_eq!(examples.len(), 27, "one example per variant");
         for json in examples {
             let event: Event = serde_json::from_str(json).expect(json);
             assert_eq!(event.to_json(), json);

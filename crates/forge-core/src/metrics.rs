@@ -26,7 +26,8 @@ use crate::plan::Plan;
 /// | `commits` | `generation_committed`: new generations |
 /// | `succeeded`, `failed`, `skipped`, `cancelled` | tasks that ended so |
 /// | `events_lost` | events the journal writer missed (the metrics miss them too) |
-pub const METRIC_COUNTERS: [&str; 14] = [
+/// | `output_dropped` | output reports shed while the event bus was congested (`task_output_dropped`) |
+pub const METRIC_COUNTERS: [&str; 15] = [
     "attempts",
     "retries",
     "rate_limited",
@@ -41,6 +42,7 @@ pub const METRIC_COUNTERS: [&str; 14] = [
     "skipped",
     "cancelled",
     "events_lost",
+    "output_dropped",
 ];
 
 /// The [`MetricKind::Custom`] name of the time a resolver took (see [`MetricsRecorder`]).
@@ -53,12 +55,13 @@ pub const RESOLVE_TIME: &str = "resolve_time";
 /// are milliseconds on any clock that does not go backwards; only differences count.
 ///
 /// In a journal, the events published on the bus are stamped when the journal writer drains
-/// them (normally within a millisecond of being published; later behind a flood of output
-/// lines, which go through the same writer) and the commit records (`commit_started`,
-/// `task_merged`) when the engine writes them, so the two streams can interleave out of
-/// order; the definitions below close each interval at the first event that can end it, so
-/// a late stamp shortens or lengthens a duration by the writer's delay, never more. On the
-/// bus there is no
+/// them (normally within a millisecond of being published; later behind a burst of output
+/// lines, which go through the same writer until output is shed at half the bus). The
+/// engine's own records (`commit_started`, `task_merged`) go through that writer too, after
+/// everything published before them, so the journal keeps the order things happened in; the
+/// definitions below close each interval at the first event that can end it, so a late
+/// stamp shortens or lengthens a duration by the writer's delay, never more. On the bus
+/// there is no
 /// `task_merged` (it is journaled only), so there a merge ends at `generation_committed` or
 /// when the attempt ends.
 ///
@@ -272,6 +275,7 @@ impl MetricsRecorder {
             Event::TaskCancelled { task } => self.end_task(task, "cancelled", at_ms),
             Event::TaskSkipped { .. } => self.metrics.incr("skipped"),
             Event::EventsLost { missed } => self.metrics.add("events_lost", *missed),
+            Event::TaskOutputDropped { lines, .. } => self.metrics.add("output_dropped", *lines),
             // The process that would have closed the open intervals died.
             Event::RunResumed { .. } => self.open.clear(),
             _ => {}

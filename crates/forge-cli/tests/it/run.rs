@@ -311,3 +311,69 @@ deps = ["plain"]
         "{stderr}"
     );
 }
+
+/// Agents printing as fast as they can: output beyond what the journal keeps up with is
+/// shed and counted, and no task event is lost (the journal and `forge status` have all).
+#[test]
+fn a_flood_of_output_loses_no_task_event() {
+    let sandbox = Sandbox::new();
+    std::fs::write(
+        sandbox.path().join("plan.toml"),
+        r#"
+[[task]]
+id = "a"
+prompt = "seq 1 300000"
+
+[[task]]
+id = "b"
+prompt = "seq 1 300000 >&2"
+
+[[task]]
+id = "c"
+prompt = "echo done > done.txt"
+deps = ["a", "b"]
+"#,
+    )
+    .expect("write");
+    let run_dir = sandbox.run_dir();
+    let out = forge(
+        sandbox.path(),
+        &[
+            "run",
+            "plan.toml",
+            "--json",
+            "--staging",
+            "copy",
+            "--run-dir",
+            &run_dir,
+            "--executor",
+            "sh -c {prompt}",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(sandbox.path().join("done.txt").exists());
+    let kinds: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON event per line");
+            v["kind"].as_str().expect("a kind").to_owned()
+        })
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("task_succeeded"), 3);
+    assert_eq!(count("run_finished"), 1);
+    assert_eq!(count("events_lost"), 0);
+    let status = forge(sandbox.path(), &["status", &run_dir, "--json"]);
+    let (status_out, status_err) = text(&status);
+    assert_eq!(status.status.code(), Some(0), "{status_err}");
+    let status: serde_json::Value = serde_json::from_str(&status_out).expect("status JSON");
+    assert_eq!(status["journal"]["events_lost"], 0, "{status_out}");
+    let merged = status["tasks"]
+        .as_object()
+        .expect("tasks by id")
+        .values()
+        .filter(|t| t["state"] == "merged")
+        .count();
+    assert_eq!(merged, 3, "{status_out}");
+}

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use forge_events::{Bus, Delivery, FsyncPolicy, Journal, TaskSpan};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::EngineError;
@@ -104,10 +105,27 @@ impl RunDir {
 }
 
 /// Appends events to the run's journal, counting steps for the hook.
+///
+/// Two kinds of records reach the journal: bus events, written by the drain task as they
+/// come, and the records the engine writes itself ([`JournalWriter::append`] and
+/// [`JournalWriter::append_commit_point`]: commit points, `task_merged`, run markers). While
+/// the drain runs, the engine's own records go through it too, after it has written every
+/// bus event already published: the journal then keeps the order in which things happened
+/// even when the drain lags behind a flood of output (a `task_merged` never lands before
+/// that task's `task_started`).
 pub(super) struct JournalWriter {
     journal: Journal<Event>,
     steps: AtomicU64,
     hook: Option<JournalHook>,
+    /// While the drain runs: where the engine's own records go.
+    ordered: parking_lot::Mutex<Option<mpsc::UnboundedSender<Ordered>>>,
+}
+
+/// A record of the engine's own, handed to the drain, and where to answer.
+struct Ordered {
+    event: Event,
+    fsync: bool,
+    done: std::sync::mpsc::SyncSender<Result<(), EngineError>>,
 }
 
 impl JournalWriter {
@@ -134,21 +152,48 @@ impl JournalWriter {
             journal,
             steps: AtomicU64::new(0),
             hook,
+            ordered: parking_lot::Mutex::new(None),
         }
     }
 
-    /// Appends an event under the journal's fsync policy.
+    /// Appends an event under the journal's fsync policy, after every bus event published
+    /// before it. Blocks until written: call it from a blocking context.
     pub(super) fn append(&self, event: &Event) -> Result<(), EngineError> {
-        self.journal.append(event).map_err(journal_error)?;
-        self.step();
-        Ok(())
+        self.write_in_order(event, false)
     }
 
-    /// Appends an event and fsyncs before returning.
+    /// Appends an event, after every bus event published before it, and fsyncs before
+    /// returning. Blocks until written: call it from a blocking context.
     pub(super) fn append_commit_point(&self, event: &Event) -> Result<(), EngineError> {
-        self.journal
-            .append_commit_point(event)
-            .map_err(journal_error)?;
+        self.write_in_order(event, true)
+    }
+
+    fn write_in_order(&self, event: &Event, fsync: bool) -> Result<(), EngineError> {
+        let sender = self.ordered.lock().clone();
+        if let Some(sender) = sender {
+            let (done, answer) = std::sync::mpsc::sync_channel(1);
+            let request = Ordered {
+                event: event.clone(),
+                fsync,
+                done,
+            };
+            if sender.send(request).is_ok()
+                && let Ok(result) = answer.recv()
+            {
+                return result;
+            }
+            // The drain stopped before taking the record: nothing was written.
+        }
+        self.write_now(event, fsync)
+    }
+
+    fn write_now(&self, event: &Event, fsync: bool) -> Result<(), EngineError> {
+        if fsync {
+            self.journal.append_commit_point(event)
+        } else {
+            self.journal.append(event)
+        }
+        .map_err(journal_error)?;
         self.step();
         Ok(())
     }
@@ -160,36 +205,55 @@ impl JournalWriter {
         }
     }
 
-    /// Starts writing every bus event that the engine does not journal itself.
+    /// Starts writing every bus event that the engine does not journal itself, and the
+    /// engine's own records in order with them.
     pub(super) fn drain(self: Arc<Self>, bus: &Bus<Event>) -> Drain {
         let mut subscription = bus.subscribe_filtered(|e: &Event| !is_journaled_directly(e));
+        let (sender, mut requests) = mpsc::unbounded_channel::<Ordered>();
+        *self.ordered.lock() = Some(sender);
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        let write = move |journal: &JournalWriter, delivery: Delivery<Event>| {
+        let write = |journal: &JournalWriter, delivery: Delivery<Event>| {
             let event = match delivery {
                 Delivery::Event(event) => event,
                 Delivery::Lagged(missed) => Event::EventsLost { missed },
             };
             // A journal that cannot be written loses progress lines, not merged work: the
-            // commit records go through `append_commit_point`, whose errors fail the commit.
-            let _ = journal.append(&event);
+            // engine's own records report their errors to the commit that wrote them.
+            let _ = journal.write_now(&event, false);
+        };
+        let catch_up =
+            move |journal: &JournalWriter, subscription: &mut forge_events::Subscription<Event>| {
+                while let Ok(delivery) = subscription.try_recv() {
+                    write(journal, delivery);
+                }
+            };
+        let answer = move |journal: &JournalWriter,
+                           subscription: &mut forge_events::Subscription<Event>,
+                           request: Ordered| {
+            catch_up(journal, subscription);
+            let _ = request
+                .done
+                .send(journal.write_now(&request.event, request.fsync));
         };
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     biased;
+                    Some(request) = requests.recv() => answer(&self, &mut subscription, request),
                     delivery = subscription.recv() => match delivery {
                         Some(delivery) => write(&self, delivery),
                         None => break,
                     },
-                    () = stopped.cancelled() => {
-                        while let Ok(delivery) = subscription.try_recv() {
-                            write(&self, delivery);
-                        }
-                        break;
-                    }
+                    () = stopped.cancelled() => break,
                 }
             }
+            // From now on the engine writes its records itself; answer those already sent.
+            *self.ordered.lock() = None;
+            while let Ok(request) = requests.try_recv() {
+                answer(&self, &mut subscription, request);
+            }
+            catch_up(&self, &mut subscription);
         });
         Drain { stop, task }
     }

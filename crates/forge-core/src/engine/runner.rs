@@ -18,12 +18,17 @@ use crate::executor::{ExecError, ExecOutput, Executors, Job};
 use crate::plan::Task;
 use crate::scheduler::{AttemptCtx, AttemptRunner};
 
+/// The tasks merged so far in this run. Its own lock, held for a lookup or an insert only:
+/// async code reads it without waiting for a commit in progress (which may itself wait for
+/// the journal's drain task to run).
+type MergedTasks = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
 /// The paths each commit of this run wrote, by generation (for the stale-read check), and
 /// the tasks merged so far.
 #[derive(Default)]
 struct CommitLog {
     by_generation: Vec<(u64, Vec<String>)>,
-    merged: std::collections::BTreeSet<String>,
+    merged: MergedTasks,
 }
 
 impl CommitLog {
@@ -40,7 +45,7 @@ impl CommitLog {
     ) -> Result<Merged, super::EngineError> {
         let merged = commit::merge_and_commit(staging, journal, task, base, changes)?;
         if matches!(merged, Merged::Committed { .. }) {
-            self.merged.insert(task.to_owned());
+            self.merged.lock().insert(task.to_owned());
         }
         if let Merged::Committed { generation, paths } = &merged
             && *paths > 0
@@ -69,6 +74,8 @@ pub(super) struct EngineRunner {
     /// Serializes merges and commits; held only inside blocking sections, never across an
     /// `.await`.
     commits: Arc<Mutex<CommitLog>>,
+    /// The same set as `commits`' merged tasks, readable without the commit lock.
+    merged: MergedTasks,
     conflicts: Mutex<Vec<(String, ConflictReport)>>,
     conflict_policy: ConflictPolicy,
     scope: ScopePolicy,
@@ -90,13 +97,18 @@ impl EngineRunner {
         journal: Arc<JournalWriter>,
         options: &EngineOptions,
     ) -> Self {
+        let merged = MergedTasks::default();
         Self {
             staging,
             executors,
             bus,
             journal,
             locks: LockTable::default(),
-            commits: Arc::default(),
+            commits: Arc::new(Mutex::new(CommitLog {
+                by_generation: Vec::new(),
+                merged: merged.clone(),
+            })),
+            merged,
             conflicts: Mutex::default(),
             conflict_policy: options.conflicts.clone(),
             scope: options.scope,
@@ -112,7 +124,7 @@ impl EngineRunner {
         let task = ctx.task.clone();
         // A commit runs to its end on the blocking pool even when the scheduler gave up on
         // the attempt (a timeout during the commit): a retry must not apply the task twice.
-        if self.commits.lock().merged.contains(&task.id) {
+        if self.merged.lock().contains(&task.id) {
             return Ok(ExecOutput::default());
         }
         let requests = locks::requests(&task.id, &task.reads, &task.writes)?;

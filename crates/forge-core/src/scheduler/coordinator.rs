@@ -6,6 +6,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -389,10 +390,17 @@ impl<'p> Coordinator<'p> {
             }
             None => (self.attempts_token.clone(), None),
         };
-        let progress = match &self.bus {
-            Some(bus) => progress_sink(bus.clone(), task.id.clone(), attempt),
-            None => ProgressSink::discard(),
-        };
+        let gate = self.bus.as_ref().map(|bus| {
+            Arc::new(OutputGate {
+                bus: bus.clone(),
+                task: task.id.clone(),
+                attempt,
+                dropped: AtomicU64::new(0),
+            })
+        });
+        let progress = gate
+            .clone()
+            .map_or_else(ProgressSink::discard, progress_sink);
         let ctx = AttemptCtx {
             task,
             task_idx: idx,
@@ -439,6 +447,10 @@ impl<'p> Coordinator<'p> {
                 Ok(result) => (result, false),
                 Err(payload) => (Err(unnamed_error(payload.as_ref())), true),
             };
+            // Shed output is reported before the attempt's end.
+            if let Some(gate) = &gate {
+                gate.flush();
+            }
             report.end = Some(AttemptEnd {
                 idx: task_idx,
                 unnamed_error,
@@ -694,23 +706,56 @@ impl<'p> Coordinator<'p> {
     }
 }
 
-fn progress_sink(bus: EventBus, task: String, attempt: u32) -> ProgressSink {
-    ProgressSink::new(move |progress| {
-        let event = match progress {
+/// Publishes one attempt's output reports, shedding them while the bus is more than half
+/// full: a flood of output then never evicts lifecycle events, which the journal and every
+/// display rely on. What was shed is counted and published as one `task_output_dropped`
+/// before the next report that gets through, and when the attempt ends.
+struct OutputGate {
+    bus: EventBus,
+    task: String,
+    attempt: u32,
+    dropped: AtomicU64,
+}
+
+impl OutputGate {
+    fn publish(&self, progress: Progress) {
+        if self.bus.backlog() * 2 >= self.bus.capacity() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.flush();
+        let task = self.task.clone();
+        let attempt = self.attempt;
+        self.bus.publish(match progress {
             Progress::Log { stream, line } => Event::TaskLog {
-                task: task.clone(),
+                task,
                 attempt,
                 stream,
                 line,
             },
             Progress::Custom(data) => Event::TaskProgress {
-                task: task.clone(),
+                task,
                 attempt,
                 data,
             },
-        };
-        bus.publish(event);
-    })
+        });
+    }
+
+    /// Publishes the count of reports shed since the last one that got through, if any.
+    fn flush(&self) {
+        let lines = self.dropped.swap(0, Ordering::Relaxed);
+        if lines > 0 {
+            self.bus.publish(Event::TaskOutputDropped {
+                task: self.task.clone(),
+                attempt: self.attempt,
+                lines,
+            });
+        }
+    }
+}
+
+fn progress_sink(gate: Arc<OutputGate>) -> ProgressSink {
+    ProgressSink::new(move |progress| gate.publish(progress))
 }
 
 /// The error for a panic payload; an [`ExecError`] payload is the error of an attempt that

@@ -437,3 +437,62 @@ async fn events_tell_the_story() {
         ]
     );
 }
+
+/// Three agents flood their output while the only subscriber reads nothing until the run
+/// ends: output is shed once the bus is half full, so every lifecycle event is still there
+/// (no `Lagged`), and the shed lines are counted exactly.
+#[tokio::test(start_paused = true)]
+async fn an_output_flood_never_evicts_lifecycle_events() {
+    const LINES: u64 = 10_000;
+    let executors = Executors::single(FnExecutor::new(|job: Job| async move {
+        for i in 0..LINES {
+            job.progress
+                .log(crate::event::LogStream::Stdout, &format!("line {i}"));
+        }
+        Ok(ExecOutput::default())
+    }));
+    let bus = EventBus::new(256);
+    let mut events = bus.subscribe();
+    let plan = plan(vec![
+        Task::new("a", ""),
+        Task::new("b", ""),
+        Task::new("c", "").deps(["a", "b"]),
+    ]);
+    let outcome = run_plan(&plan, &executors, opts().jobs(2).bus(bus))
+        .await
+        .expect("runs");
+    assert!(outcome.is_success());
+    let mut shown = std::collections::BTreeMap::<String, u64>::new();
+    let mut dropped = std::collections::BTreeMap::<String, u64>::new();
+    let mut lifecycle = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(forge_events::Delivery::Event(event)) => match event {
+                Event::TaskLog { task, .. } => *shown.entry(task).or_default() += 1,
+                Event::TaskOutputDropped { task, lines, .. } => {
+                    *dropped.entry(task).or_default() += lines;
+                }
+                other => lifecycle.push(other.to_json()),
+            },
+            Ok(forge_events::Delivery::Lagged(n)) => panic!("the subscriber lagged by {n}"),
+            Err(_) => break,
+        }
+    }
+    for task in ["a", "b", "c"] {
+        let shown = shown.get(task).copied().unwrap_or(0);
+        let dropped = dropped.get(task).copied().unwrap_or(0);
+        assert_eq!(shown + dropped, LINES, "task {task}: {lifecycle:?}");
+        assert!(dropped > 0 && shown < 256, "task {task}: {shown} shown");
+    }
+    let kinds: Vec<&str> = lifecycle
+        .iter()
+        .map(|j| j.split('"').nth(3).expect("a kind"))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "task_succeeded").count(),
+        3,
+        "{lifecycle:?}"
+    );
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+}
