@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use forge_benches::{generate_repo, git, n_files};
-use forge_core::staging::Backend;
+use forge_core::staging::{Backend, OverlayMode};
 use forge_core::{EngineOptions, Executors, Plan, ProcessExecutor, RunOptions, Task, run_engine};
 
 const AGENTS: usize = 16;
@@ -86,6 +86,7 @@ fn forge_run(
     repo: &Path,
     scratch: &Path,
     backend: Backend,
+    overlay_mode: OverlayMode,
     plan: &Plan,
     runtime: &tokio::runtime::Runtime,
 ) -> Duration {
@@ -93,9 +94,10 @@ fn forge_run(
     let plan = plan.clone().validate().expect("valid plan");
     let executors =
         Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("template"));
-    let options = EngineOptions::new(repo, &run_dir)
+    let mut options = EngineOptions::new(repo, &run_dir)
         .backend(Some(backend))
         .run(RunOptions::default().jobs(AGENTS));
+    options.staging.overlay_mode = overlay_mode;
     let started = Instant::now();
     let outcome = runtime
         .block_on(run_engine(&plan, &executors, options))
@@ -189,22 +191,35 @@ fn main() {
 
     let mut group = criterion.benchmark_group(format!("engine/{AGENTS}-agents-{n}-files"));
     group.sampling_mode(SamplingMode::Flat);
-    let backends: &[(&str, Backend)] = if std::env::var_os("FORGE_BENCH_ONLY_BASELINE").is_some() {
-        &[]
-    } else {
-        &[
-            ("forge/overlay", Backend::Overlay),
-            ("forge/copy", Backend::Copy),
-        ]
-    };
-    for &(name, backend) in backends {
+    let backends: &[(&str, Backend, OverlayMode)] =
+        if std::env::var_os("FORGE_BENCH_ONLY_BASELINE").is_some() {
+            &[]
+        } else {
+            &[
+                ("forge/overlay", Backend::Overlay, OverlayMode::Mount),
+                (
+                    "forge/overlay-userns",
+                    Backend::Overlay,
+                    OverlayMode::UserNamespace,
+                ),
+                ("forge/copy", Backend::Copy, OverlayMode::Auto),
+            ]
+        };
+    for &(name, backend, overlay_mode) in backends {
         let mut samples = Vec::new();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let scratch = tempfile::tempdir_in(tmp.path()).expect("scratch");
-                    let wall = forge_run(&repo, scratch.path(), backend, &plan, &runtime);
+                    let wall = forge_run(
+                        &repo,
+                        scratch.path(),
+                        backend,
+                        overlay_mode,
+                        &plan,
+                        &runtime,
+                    );
                     restore(&repo, &originals);
                     samples.push(wall);
                     total += wall;
@@ -247,7 +262,8 @@ fn main() {
     let work = Duration::from_secs_f64(agent_secs());
     eprintln!("\noverhead = median wall time - one agent's work ({work:?}):");
     let mut baseline_overhead = None;
-    for (name, samples) in walls.iter().rev() {
+    // Variants a filter left out have no samples.
+    for (name, samples) in walls.iter().rev().filter(|(_, s)| !s.is_empty()) {
         let wall = median(samples.clone());
         let overhead = wall.saturating_sub(work);
         if name.starts_with("baseline") {
