@@ -246,6 +246,7 @@ impl Store {
         let tree = tmp.join("tree");
         fs::create_dir_all(&tree).map_err(StagingError::io("mkdir", &tree))?;
         let mut dirs = vec![tree.clone()];
+        let mut files = Vec::new();
         let mut manifest_ops = Vec::with_capacity(ops.len());
         for (path, entry) in &ops {
             let disk = tree.join(path);
@@ -266,7 +267,10 @@ impl Store {
                     manifest_ops.push((path.clone(), Op::Dir));
                 }
                 Some(e) => {
-                    sys::write_entry(&disk, e, true)?;
+                    sys::write_entry(&disk, e, false)?;
+                    if matches!(e, Entry::File { .. }) {
+                        files.push(disk);
+                    }
                     manifest_ops.push((path.clone(), Op::of_entry(e)));
                 }
                 None => {
@@ -288,13 +292,16 @@ impl Store {
             path: manifest_path.clone(),
             reason: e.to_string(),
         })?;
-        write_synced(&manifest_path, &text)?;
+        fs::write(&manifest_path, &text).map_err(StagingError::io("write", &manifest_path))?;
+        // Everything in the temporary layer must be durable before the rename publishes it;
+        // in which order does not matter, so the fsyncs run at once (the file system can
+        // group them into one journal commit instead of one each).
         dirs.sort();
         dirs.dedup();
-        for d in dirs.iter().rev() {
-            sys::fsync_dir(d)?;
-        }
-        sys::fsync_dir(&tmp)?;
+        files.push(manifest_path);
+        files.extend(dirs);
+        files.push(tmp.clone());
+        sys::fsync_all(&files)?;
         let final_dir = layer_dir_name(&self.dir, generation);
         fs::rename(&tmp, &final_dir).map_err(StagingError::io("rename", &final_dir))?;
         sys::fsync_dir(&self.dir)?;

@@ -116,8 +116,15 @@ pub(crate) fn publish(inner: &Inner, crash_after: Option<usize>) -> Result<Publi
     let mut written = 0;
     let mut removed = 0;
     let mut touched_dirs = BTreeSet::new();
+    // Files and symlinks are staged as temporary siblings and renamed over their paths in
+    // batches: one set of concurrent fsyncs per batch instead of one fsync after another.
+    // A batch is renamed (in path order) before any other kind of operation runs, so the
+    // repository changes in the same order as without batching.
+    let mut pending: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (n_done, (path, f)) in folded.iter().enumerate() {
         if crash_after.is_some_and(|n| n_done >= n) {
+            // The paths done so far are in place, as a crash right after them leaves them.
+            rename_batch(&mut pending)?;
             return Err(StagingError::Io {
                 op: "publish (simulated crash)",
                 path: repo.join(path),
@@ -126,6 +133,9 @@ pub(crate) fn publish(inner: &Inner, crash_after: Option<usize>) -> Result<Publi
         }
         let disk = repo.join(path);
         touched_dirs.insert(paths::parent(path).map_or_else(|| repo.to_owned(), |p| repo.join(p)));
+        if !matches!(f.op, Op::File | Op::Exec | Op::Symlink) {
+            rename_batch(&mut pending)?;
+        }
         match f.op {
             Op::Delete => {
                 sys::remove_any(&disk)?;
@@ -146,21 +156,19 @@ pub(crate) fn publish(inner: &Inner, crash_after: Option<usize>) -> Result<Publi
                     .unwrap_or_default();
                 let tmp = disk.with_file_name(format!(".{name}.forge-publish"));
                 sys::remove_any(&tmp)?;
-                if !sys::copy_entry(&f.source, &tmp, true)? {
+                if !sys::copy_entry(&f.source, &tmp, false)? {
                     return Err(StagingError::Corrupt {
                         path: f.source.clone(),
                         reason: "layer entry listed in the manifest is not a file or symlink"
                             .into(),
                     });
                 }
-                if fs::symlink_metadata(&disk).is_ok_and(|m| m.is_dir()) {
-                    sys::remove_any(&disk)?;
-                }
-                fs::rename(&tmp, &disk).map_err(StagingError::io("rename", &disk))?;
+                pending.push((tmp, disk));
                 written += 1;
             }
         }
     }
+    rename_batch(&mut pending)?;
     for dir in &touched_dirs {
         if dir.is_dir() {
             sys::fsync_dir(dir)?;
@@ -179,6 +187,28 @@ pub(crate) fn publish(inner: &Inner, crash_after: Option<usize>) -> Result<Publi
         removed,
         resumed,
     })
+}
+
+/// Makes the staged temporary files of `pending` durable (concurrently), then renames each
+/// over its path, in order.
+fn rename_batch(pending: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Symlinks need no fsync of their own: their directory's fsync at the end covers them.
+    let files: Vec<PathBuf> = pending
+        .iter()
+        .filter(|(tmp, _)| fs::symlink_metadata(tmp).is_ok_and(|m| m.is_file()))
+        .map(|(tmp, _)| tmp.clone())
+        .collect();
+    sys::fsync_all(&files)?;
+    for (tmp, disk) in pending.drain(..) {
+        if fs::symlink_metadata(&disk).is_ok_and(|m| m.is_dir()) {
+            sys::remove_any(&disk)?;
+        }
+        fs::rename(&tmp, &disk).map_err(StagingError::io("rename", &disk))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

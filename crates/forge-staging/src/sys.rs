@@ -112,6 +112,43 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(StagingError::io("fsync", dir))
 }
 
+/// fsyncs every file and directory in `paths`, several at once: concurrent fsyncs let the
+/// file system group them into fewer journal commits than one after another.
+pub(crate) fn fsync_all(paths: &[std::path::PathBuf]) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const THREADS: usize = 8;
+    let fsync = |path: &Path| {
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(StagingError::io("fsync", path))
+    };
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|p| fsync(p));
+    }
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = paths.get(i) else {
+                return Ok(());
+            };
+            fsync(path)?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..THREADS.min(paths.len()))
+            .map(|_| scope.spawn(work))
+            .collect();
+        let mine = work();
+        helpers
+            .into_iter()
+            .map(|h| h.join().expect("fsync threads do not panic"))
+            .chain([mine])
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
 /// Whether `mode` has any execute bit.
 pub(crate) fn is_executable(mode: u32) -> bool {
     mode & 0o111 != 0
