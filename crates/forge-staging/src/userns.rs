@@ -69,6 +69,8 @@ impl Namespace {
         let gid_map = format!("{gid} {gid} 1\n").into_bytes();
         let mut cmd = Command::new(HOLDER);
         cmd.args(["-c", "read _"])
+            // Nothing from the caller's environment (ENV, BASH_ENV...) reaches the holder.
+            .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
