@@ -9,6 +9,13 @@
 //! succeeds on retry, one depends on two others. It prints a summary and what reached the
 //! repository. It lives here, not in the example, so a test runs the very same code with
 //! shorter delays.
+//!
+//! [`run_embedded`] (`cargo run -p forge-examples --example embed`) shows forge used as a
+//! library with in-process agents that edit their views directly and start tools in them.
+
+mod embed;
+
+pub use embed::{EmbedReport, run_embedded};
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -256,7 +263,7 @@ fn demo_plan(time_scale: f64, flaky_marker: &Path) -> Plan {
     plan
 }
 
-fn create_repo(repo: &Path) -> Result<(), DemoError> {
+pub(crate) fn create_repo(repo: &Path) -> Result<(), DemoError> {
     std::fs::create_dir_all(repo.join("src"))?;
     std::fs::write(
         repo.join("README.md"),

@@ -86,3 +86,23 @@ async fn demo_runs_to_success() {
     assert!(out.contains("CONFLICT "), "{out}");
     assert!(out.contains("?? src/api.rs"), "{out}");
 }
+
+/// The embedding example: in-process agents edit their views, and the reviewer's `git status`
+/// runs in its view (joining its namespace when overlay runs without root) and sees the
+/// other two agents' merged work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_agents_edit_views_and_run_tools_in_them() {
+    let report = forge_examples::run_embedded().await.expect("runs");
+    assert!(report.outcome.is_success(), "{:?}", report.outcome.run);
+    let read = |p: &str| std::fs::read_to_string(report.repo.join(p)).expect(p);
+    assert_eq!(
+        read("INVENTORY.md"),
+        "# Inventory\n\n- src/main.rs: 1 lines\n"
+    );
+    assert_eq!(read("LICENSE"), "MIT License\n");
+    let review = read("REVIEW.md");
+    assert!(
+        review.contains("?? INVENTORY.md\n") && review.contains("?? LICENSE\n"),
+        "{review}"
+    );
+}
