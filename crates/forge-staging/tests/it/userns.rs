@@ -216,6 +216,17 @@ fn an_unprivileged_user_gets_overlay_views_and_agents_join_them() {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // A kernel that keeps user namespaces from unprivileged users makes auto fall back.
+    if !out.status.success()
+        && (stdout.contains("auto: overlay unavailable")
+            || stderr.contains("auto: overlay unavailable"))
+        && std::env::var("FORGE_ALLOW_SKIP_OVERLAY").as_deref() == Ok("1")
+    {
+        eprintln!(
+            "skipping: overlay without root does not work here (FORGE_ALLOW_SKIP_OVERLAY=1)\n{stderr}"
+        );
+        return;
+    }
     assert!(
         out.status.success() && stdout.contains("1 passed"),
         "as nobody: {}\n{stdout}\n{stderr}",
