@@ -226,7 +226,19 @@ deps = ["a", "b"]
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         cmd.uid(NOBODY).gid(NOBODY);
     }
-    let out = cmd.output().expect("forge runs");
+    // Right after the copy, a child another test thread forked may still hold its write
+    // descriptor until it execs: `exec` then fails with ETXTBSY for a moment.
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.expect("forge runs"),
+        }
+    };
     let (stdout, stderr) = text(&out);
     if stdout.contains("staging: copy")
         && std::env::var("FORGE_ALLOW_SKIP_OVERLAY").as_deref() == Ok("1")

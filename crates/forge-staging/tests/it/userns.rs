@@ -196,24 +196,24 @@ fn an_unprivileged_user_gets_overlay_views_and_agents_join_them() {
     let nogroup = Some(rustix::process::Gid::from_raw(NOBODY));
     rustix::fs::chown(&work, nobody, nogroup).expect("chown");
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let out = {
+    let mut cmd = {
         use std::os::unix::process::CommandExt;
-        Command::new(&exe)
-            .args([
-                "--exact",
-                "userns::unprivileged_round_trip_inner",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("FORGE_UNPRIVILEGED_DIR", &work)
-            .env("HOME", &work)
-            .current_dir(&work)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .expect("run the test binary as nobody")
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--exact",
+            "userns::unprivileged_round_trip_inner",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FORGE_UNPRIVILEGED_DIR", &work)
+        .env("HOME", &work)
+        .current_dir(&work)
+        .uid(NOBODY)
+        .gid(NOBODY);
+        cmd
     };
+    let out = output_of_fresh_copy(&mut cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // A kernel that keeps user namespaces from unprivileged users makes auto fall back.
@@ -232,6 +232,21 @@ fn an_unprivileged_user_gets_overlay_views_and_agents_join_them() {
         "as nobody: {}\n{stdout}\n{stderr}",
         out.status
     );
+}
+
+/// Runs `cmd`, whose program was just written: while another test thread's child still
+/// holds the copy's write descriptor between its fork and exec, `exec` fails with ETXTBSY,
+/// so that is retried.
+fn output_of_fresh_copy(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run the test binary as nobody"),
+        }
+    }
+    panic!("the copied test binary stayed busy (ETXTBSY)");
 }
 
 #[test]
