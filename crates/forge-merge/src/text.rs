@@ -11,7 +11,7 @@ use crate::xdiff;
 mod regions;
 mod render;
 
-use regions::{Inputs, Level, Mode, Region};
+use regions::{Inputs, Mode, Region};
 
 /// How many leading bytes are searched for a NUL to call a version binary (as git).
 pub const BINARY_SNIFF_LEN: usize = 8000;
@@ -197,18 +197,17 @@ pub fn merge<'a>(
         ours_ids: &ours_ids,
         theirs_ids: &theirs_ids,
         n_base: base_ids.len(),
-        n_theirs: theirs_ids.len(),
-    };
-    let level = match opts.style {
-        ConflictStyle::Merge => Level::ZealousAlnum,
-        ConflictStyle::Diff3 | ConflictStyle::Zdiff3 => Level::Eager,
     };
     let mut regions = regions::combine(&inp, &s1, &s2);
-    if opts.style == ConflictStyle::Zdiff3 {
-        regions::trim_zdiff3(&inp, &mut regions);
-    } else if level >= Level::ZealousAlnum {
-        regions = regions::refine(&inp, regions);
-        regions = regions::simplify(&inp, regions);
+    match opts.style {
+        // xdiff's `XDL_MERGE_ZEALOUS_ALNUM` level: refine conflicts, join close ones.
+        ConflictStyle::Merge => {
+            regions = regions::refine(&inp, regions);
+            regions = regions::simplify(&inp, regions);
+        }
+        // `XDL_MERGE_EAGER`: conflicts are kept whole; zdiff3 only moves common ends out.
+        ConflictStyle::Diff3 => {}
+        ConflictStyle::Zdiff3 => regions::trim_zdiff3(&inp, &mut regions),
     }
 
     let found: Vec<Conflict> = regions

@@ -31,22 +31,12 @@ pub(crate) struct Region {
     pub(crate) chg2: isize,
 }
 
-/// How hard conflicts are examined (xdiff's merge levels that git uses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
-    /// Identical changes are clean; conflicts are kept whole (diff3 and zdiff3 styles).
-    Eager,
-    /// Conflicts are refined and close ones joined, also across lines without letters or digits.
-    ZealousAlnum,
-}
-
 /// The three versions, split and interned.
 pub(crate) struct Inputs<'s, 'a> {
     pub(crate) ours: &'s Lines<'a>,
     pub(crate) ours_ids: &'s [u32],
     pub(crate) theirs_ids: &'s [u32],
     pub(crate) n_base: usize,
-    pub(crate) n_theirs: usize,
 }
 
 /// Appends a region, or extends the last one when they touch on either side
@@ -87,7 +77,7 @@ fn append(
 /// Walks both scripts in base order and builds the regions.
 pub(crate) fn combine(inp: &Inputs<'_, '_>, s1: &[Change], s2: &[Change]) -> Vec<Region> {
     let n_ours = inp.ours_ids.len() as isize;
-    let n_theirs = inp.n_theirs as isize;
+    let n_theirs = inp.theirs_ids.len() as isize;
     let n_base = inp.n_base as isize;
     let c = |x: &Change| {
         (
