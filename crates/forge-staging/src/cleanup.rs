@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Result, StagingError};
+use crate::overlay::Flavor;
 use crate::sys;
 use crate::types::CleanupReport;
 
@@ -34,38 +35,19 @@ pub fn cleanup(run_dir: &Path) -> Result<CleanupReport, StagingError> {
         sys::unmount(&m)?;
         report.unmounted.push(m);
     }
-    let views = run_dir.join("views");
-    for item in read_dir_or_empty(&views)? {
-        if let Some(git_dir) = worktree_common_dir(&item.join("tree")) {
-            sys::remove_any(&item)?;
-            let _ = Command::new("git")
-                .arg("--git-dir")
-                .arg(&git_dir)
-                .args(["worktree", "prune"])
-                .output();
-        } else {
-            sys::remove_any(&item)?;
-        }
+    for item in read_dir_or_empty(&run_dir.join("views"))? {
+        remove_leftover(&item)?;
         report.removed_views.push(item);
     }
     for item in read_dir_or_empty(&run_dir.join("trash"))? {
-        if let Some(git_dir) = worktree_common_dir(&item.join("tree")) {
-            sys::remove_any(&item)?;
-            let _ = Command::new("git")
-                .arg("--git-dir")
-                .arg(&git_dir)
-                .args(["worktree", "prune"])
-                .output();
-        } else {
-            sys::remove_any(&item)?;
-        }
+        remove_leftover(&item)?;
         report.removed_temp.push(item);
     }
     let temp_dirs = [
         run_dir.clone(),
         run_dir.join("layers"),
-        run_dir.join("flat"),
-        run_dir.join("flat-user"),
+        run_dir.join(Flavor::Trusted.flat_dir()),
+        run_dir.join(Flavor::User.flat_dir()),
     ];
     for dir in temp_dirs {
         for item in read_dir_or_empty(&dir)? {
@@ -80,6 +62,21 @@ pub fn cleanup(run_dir: &Path) -> Result<CleanupReport, StagingError> {
         }
     }
     Ok(report)
+}
+
+/// Removes a view directory (live or in the trash); a git worktree view is also pruned from
+/// its repository's worktree list.
+fn remove_leftover(item: &Path) -> Result<()> {
+    let git_dir = worktree_common_dir(&item.join("tree"));
+    sys::remove_any(item)?;
+    if let Some(git_dir) = git_dir {
+        let _ = Command::new("git")
+            .arg("--git-dir")
+            .arg(&git_dir)
+            .args(["worktree", "prune"])
+            .output();
+    }
+    Ok(())
 }
 
 fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {

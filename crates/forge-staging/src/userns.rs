@@ -45,8 +45,6 @@ const HOLDER: &str = "/bin/sh";
 pub(crate) struct Namespace {
     holder: Mutex<Child>,
     pid: u32,
-    /// `/proc/<holder>/root`: paths below it resolve inside the namespace.
-    proc_root: PathBuf,
     user: OwnedFd,
     mnt: OwnedFd,
 }
@@ -106,7 +104,6 @@ impl Namespace {
         Ok(Namespace {
             holder: Mutex::new(holder),
             pid,
-            proc_root: PathBuf::from(format!("/proc/{pid}/root")),
             user,
             mnt,
         })
@@ -122,9 +119,11 @@ impl Namespace {
         matches!(self.holder.lock().try_wait(), Ok(None))
     }
 
-    /// Where this process reaches the absolute `path` of the namespace.
+    /// Where this process reaches the absolute `path` of the namespace: below
+    /// `/proc/<holder>/root`, which resolves paths in the holder's mount namespace.
     pub(crate) fn outside_path(&self, path: &Path) -> PathBuf {
-        self.proc_root.join(path.strip_prefix("/").unwrap_or(path))
+        PathBuf::from(format!("/proc/{}/root", self.pid))
+            .join(path.strip_prefix("/").unwrap_or(path))
     }
 
     /// Mounts an overlay at `target` with the option string `data`, inside the namespace.
@@ -233,7 +232,7 @@ extern "C" fn inside(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `InsideJob` that `run_inside` keeps alive and unchanged until
     // this child exits (its borrowed fds with it).
     let job = unsafe { &*(arg.cast::<InsideJob<'_>>()) };
-    let result = join_raw(job.user, job.mnt).and_then(|()| match job.action {
+    let result = join(job.user, job.mnt).and_then(|()| match job.action {
         Action::Mount { target, data } => rustix::mount::mount(
             c"forge-staging",
             *target,
@@ -296,11 +295,7 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 }
 
 /// Joins the user namespace, then the mount namespace (whose owner it is).
-fn join(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> io::Result<()> {
-    join_raw(user, mnt).map_err(io::Error::from)
-}
-
-fn join_raw(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
+fn join(user: BorrowedFd<'_>, mnt: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
     rustix::thread::move_into_link_name_space(user, Some(LinkNameSpaceType::User))?;
     rustix::thread::move_into_link_name_space(mnt, Some(LinkNameSpaceType::Mount))
 }

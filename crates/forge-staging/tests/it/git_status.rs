@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use forge_staging::{Backend, Entry, Staging, View};
 
-use crate::support::{git_in, make_repo, setups};
+use crate::support::{fixture, git_in, make_repo, setups};
 
 /// Paths from `git status --porcelain -uall -z` in the view.
 fn git_paths(view: &View) -> BTreeSet<String> {
@@ -28,10 +28,7 @@ fn changed_paths_equal_git_status() {
         if backend == Backend::Reflink {
             continue;
         }
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let repo = tmp.path().join("repo");
-        make_repo(&repo);
-        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
+        let (_tmp, repo, staging) = fixture(setup);
         let view = staging.create_view(0, "diff").expect("view");
         let v = view.path();
         fs::write(v.join("src/lib.rs"), "pub fn f() -> u32 {\n    2\n}\n").expect("modify");
@@ -116,27 +113,9 @@ fn random_operations_agree_with_git_status() {
             setup.options(),
         )
         .expect("open");
-        let base: crate::model::Model = staging
-            .list(0, "")
-            .expect("list")
-            .into_iter()
-            .filter(|p| !staging.is_ignored(p))
-            .map(|p| {
-                let e = staging.read(0, &p).expect("read").expect("exists");
-                (p, e)
-            })
-            .collect();
+        let base = crate::model::model_of(&staging, 0);
         let n = std::sync::atomic::AtomicUsize::new(0);
-        let cases = if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
-            200
-        } else {
-            8
-        };
-        let config = ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
+        let config = crate::support::proptest_config(8, 200);
         proptest!(config, |(ops in prop::collection::vec(crate::model::op_strategy(), 1..30))| {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let view = staging.create_view(0, &format!("g{i}")).expect("view");

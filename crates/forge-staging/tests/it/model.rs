@@ -11,7 +11,7 @@ use std::path::Path;
 use forge_staging::{Backend, ChangeKind, Entry, LayerChange, Staging, StagingOptions};
 use proptest::prelude::*;
 
-use crate::support::{Setup, make_repo, setups, tree_digest};
+use crate::support::{Setup, make_repo, proptest_config, setups, tree_digest};
 
 /// The model: every path (directories included) and its entry.
 pub(crate) type Model = BTreeMap<String, Entry>;
@@ -262,7 +262,7 @@ fn expected(old: &Model, new: &Model) -> Vec<(String, ChangeKind, Option<Entry>)
 }
 
 /// Reads generation `g` of `staging` into a model, without ignored paths.
-fn model_of(staging: &Staging, g: u64) -> Model {
+pub(crate) fn model_of(staging: &Staging, g: u64) -> Model {
     staging
         .list(g, "")
         .expect("list")
@@ -364,14 +364,6 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn cases() -> u32 {
-    if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
-        500
-    } else {
-        24
-    }
-}
-
 #[test]
 fn random_operations_match_the_model_on_every_backend() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -379,11 +371,7 @@ fn random_operations_match_the_model_on_every_backend() {
     make_repo(&repo);
     let before = tree_digest(&repo);
     for backend in setups() {
-        let config = ProptestConfig {
-            cases: cases(),
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
+        let config = proptest_config(24, 500);
         proptest!(config, |(ops in prop::collection::vec(op_strategy(), 1..40))| {
             run_case(backend, &repo, &ops)?;
         });
@@ -433,16 +421,7 @@ fn publishing_writes_the_model_into_the_repository() {
     let fixture = tmp.path().join("fixture");
     make_repo(&fixture);
     let n = std::sync::atomic::AtomicUsize::new(0);
-    let cases = if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
-        200
-    } else {
-        12
-    };
-    let config = ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = proptest_config(12, 200);
     proptest!(config, |(ops in prop::collection::vec(op_strategy(), 1..40))| {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let case = tmp.path().join(format!("case{i}"));

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -100,6 +100,16 @@ impl std::fmt::Display for Setup {
     }
 }
 
+/// The fixture repository in a temporary directory and a staging of it made with `setup`
+/// (run directory `run` beside the repository).
+pub(crate) fn fixture(setup: Setup) -> (tempfile::TempDir, PathBuf, Staging) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    make_repo(&repo);
+    let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
+    (tmp, repo, staging)
+}
+
 /// What to test: copy, reflink (may fall back to copy), worktree, overlay with plain
 /// mounts (root) and overlay in a user namespace.
 pub(crate) fn setups() -> Vec<Setup> {
@@ -117,6 +127,20 @@ pub(crate) fn setups() -> Vec<Setup> {
         out.push(Setup::overlay(OverlayMode::UserNamespace));
     }
     out
+}
+
+/// A proptest configuration of `cases` cases, or `soak_cases` with `FORGE_SOAK=1`, without
+/// failure files.
+pub(crate) fn proptest_config(cases: u32, soak_cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: if std::env::var("FORGE_SOAK").as_deref() == Ok("1") {
+            soak_cases
+        } else {
+            cases
+        },
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
 }
 
 /// Runs git in `dir` and returns its standard output.

@@ -3,14 +3,14 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use forge_staging::{
     Backend, ChangeKind, Entry, LayerChange, OverlayMode, Staging, StagingOptions, View, cleanup,
 };
 
-use crate::support::{Setup, make_repo, userns_ok};
+use crate::support::{Setup, fixture, userns_ok};
 
 fn open(repo: &Path, run: &Path) -> Staging {
     let staging = Staging::open(
@@ -22,16 +22,6 @@ fn open(repo: &Path, run: &Path) -> Staging {
     assert_eq!(staging.backend(), Backend::Overlay);
     assert_eq!(staging.overlay_mode(), Some(OverlayMode::UserNamespace));
     staging
-}
-
-/// The fixture repository in a temporary directory, and a staging of it whose overlay
-/// views live in a user namespace.
-fn fixture() -> (tempfile::TempDir, PathBuf, Staging) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = tmp.path().join("repo");
-    make_repo(&repo);
-    let staging = open(&repo, &tmp.path().join("run"));
-    (tmp, repo, staging)
 }
 
 /// Runs `script` with `sh -c` inside the view's namespace; returns its standard output.
@@ -65,7 +55,7 @@ fn views_exist_inside_the_namespace_and_processes_join_it() {
     if !userns_ok() {
         return;
     }
-    let (_tmp, _repo, staging) = fixture();
+    let (_tmp, _repo, staging) = fixture(Setup::overlay(OverlayMode::UserNamespace));
     assert!(
         staging.backend_reason().contains("user namespace"),
         "{}",
@@ -113,7 +103,7 @@ fn renaming_a_lower_directory_fails_with_exdev_and_mv_copies_instead() {
     if !userns_ok() {
         return;
     }
-    let (_tmp, _repo, staging) = fixture();
+    let (_tmp, _repo, staging) = fixture(Setup::overlay(OverlayMode::UserNamespace));
     let view = staging.create_view(0, "v").expect("view");
     let err = fs::rename(view.path().join("src/util"), view.path().join("helpers"))
         .expect_err("overlayfs in a user namespace has no redirects");
@@ -144,7 +134,7 @@ fn the_namespace_ends_with_the_staging_and_a_dead_holder_is_reported() {
     if !userns_ok() {
         return;
     }
-    let (tmp, repo, staging) = fixture();
+    let (tmp, repo, staging) = fixture(Setup::overlay(OverlayMode::UserNamespace));
     let view = staging.create_view(0, "v").expect("view");
     let pid = view.namespace().expect("namespace").holder_pid();
     let proc_dir = Path::new("/proc").join(pid.to_string());

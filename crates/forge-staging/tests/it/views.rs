@@ -8,7 +8,7 @@ use forge_staging::{
     Backend, ChangeKind, Entry, LayerChange, RejectReason, Staging, StagingOptions,
 };
 
-use crate::support::{Setup, make_repo, overlay_ok, setups, tree_digest};
+use crate::support::{Setup, fixture, make_repo, overlay_ok, setups, tree_digest};
 
 fn file(s: &str) -> Option<Entry> {
     Some(Entry::File {
@@ -37,11 +37,8 @@ fn backend_names_round_trip() {
 fn edits_are_collected_and_base_untouched_on_every_backend() {
     for setup in setups() {
         let backend = setup.backend;
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let repo = tmp.path().join("repo");
-        make_repo(&repo);
+        let (tmp, repo, staging) = fixture(setup);
         let before = tree_digest(&repo);
-        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
         let view = staging.create_view(0, "v1").expect("create view");
         let v = view.path();
         assert_eq!(
@@ -123,10 +120,7 @@ fn edits_are_collected_and_base_untouched_on_every_backend() {
 fn type_changes_between_file_dir_and_symlink() {
     for setup in setups() {
         let backend = setup.backend;
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let repo = tmp.path().join("repo");
-        make_repo(&repo);
-        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
+        let (_tmp, _repo, staging) = fixture(setup);
         let view = staging.create_view(0, "v").expect("view");
         let v = view.path();
         fs::remove_file(v.join("README.md")).expect("rm");
@@ -170,10 +164,7 @@ fn type_changes_between_file_dir_and_symlink() {
 fn fifos_sockets_and_escaping_symlinks_are_rejected() {
     for setup in setups() {
         let backend = setup.backend;
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let repo = tmp.path().join("repo");
-        make_repo(&repo);
-        let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
+        let (_tmp, _repo, staging) = fixture(setup);
         let view = staging.create_view(0, "v").expect("view");
         let v = view.path();
         let status = std::process::Command::new("mkfifo")
@@ -506,10 +497,7 @@ fn staging_is_shared_across_threads() {
 }
 
 fn two_threads_commit_through_views(setup: Setup) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = tmp.path().join("repo");
-    make_repo(&repo);
-    let staging = Staging::open(&repo, &tmp.path().join("run"), setup.options()).expect("open");
+    let (_tmp, _repo, staging) = fixture(setup);
     // Agents on two threads, each in its own view of the head when it started, committing
     // their changes; the commits serialize and every change lands in its own generation.
     std::thread::scope(|scope| {
