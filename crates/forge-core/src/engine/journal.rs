@@ -208,7 +208,7 @@ impl JournalWriter {
     /// Starts writing every bus event that the engine does not journal itself, and the
     /// engine's own records in order with them.
     pub(super) fn drain(self: Arc<Self>, bus: &Bus<Event>) -> Drain {
-        let mut subscription = bus.subscribe_filtered(|e: &Event| !is_journaled_directly(e));
+        let mut subscription = bus.subscribe_filtered(|e: &Event| !is_engine_record(e));
         let (sender, mut requests) = mpsc::unbounded_channel::<Ordered>();
         *self.ordered.lock() = Some(sender);
         let stop = CancellationToken::new();
@@ -259,9 +259,11 @@ impl JournalWriter {
     }
 }
 
-/// Events the engine writes to the journal itself, as commit points, rather than through the
-/// bus (where a lagging subscriber could miss them).
-fn is_journaled_directly(event: &Event) -> bool {
+/// Records only the engine writes (through [`JournalWriter::append`] and
+/// [`JournalWriter::append_commit_point`]), never published on the bus. The drain skips bus
+/// events of these kinds, so nothing published on a caller's bus can fake a commit that
+/// resume would trust.
+fn is_engine_record(event: &Event) -> bool {
     matches!(
         event,
         Event::CommitStarted { .. }
