@@ -231,17 +231,14 @@ fn describe(path: &str, conflict: &TreeConflict) -> PathConflict {
         forge_merge::Side::Ours => "the head",
         forge_merge::Side::Theirs => "the task",
     };
+    let regions_text = |n: usize| format!("{n} conflict region{}", if n == 1 { "" } else { "s" });
     let (what, with_markers) = match conflict {
         TreeConflict::Content {
             merged_with_markers,
             regions,
             ..
         } => (
-            format!(
-                "both changed the text: {} conflict region{}",
-                regions.len(),
-                if regions.len() == 1 { "" } else { "s" }
-            ),
+            format!("both changed the text: {}", regions_text(regions.len())),
             Some(merged_with_markers.clone()),
         ),
         TreeConflict::AddAdd {
@@ -250,9 +247,8 @@ fn describe(path: &str, conflict: &TreeConflict) -> PathConflict {
             ..
         } => (
             format!(
-                "both added it with different text: {} conflict region{}",
-                regions.len(),
-                if regions.len() == 1 { "" } else { "s" }
+                "both added it with different text: {}",
+                regions_text(regions.len())
             ),
             Some(merged_with_markers.clone()),
         ),

@@ -398,9 +398,9 @@ impl<'p> Coordinator<'p> {
                 dropped: AtomicU64::new(0),
             })
         });
-        let progress = gate
-            .clone()
-            .map_or_else(ProgressSink::discard, progress_sink);
+        let progress = gate.clone().map_or_else(ProgressSink::discard, |gate| {
+            ProgressSink::new(move |progress| gate.publish(progress))
+        });
         let ctx = AttemptCtx {
             task,
             task_idx: idx,
@@ -752,10 +752,6 @@ impl OutputGate {
             });
         }
     }
-}
-
-fn progress_sink(gate: Arc<OutputGate>) -> ProgressSink {
-    ProgressSink::new(move |progress| gate.publish(progress))
 }
 
 /// The error for a panic payload; an [`ExecError`] payload is the error of an attempt that
