@@ -41,37 +41,47 @@ pub(crate) struct Inputs<'s, 'a> {
 
 /// Appends a region, or extends the last one when they touch on either side
 /// (`xdl_append_merge`).
-#[allow(clippy::too_many_arguments, reason = "the three ranges of a region")]
-fn append(
-    regions: &mut Vec<Region>,
-    mode: Mode,
-    i0: isize,
-    chg0: isize,
-    i1: isize,
-    chg1: isize,
-    i2: isize,
-    chg2: isize,
-) {
+fn append(regions: &mut Vec<Region>, r: Region) {
     if let Some(m) = regions.last_mut()
-        && (i1 <= m.i1 + m.chg1 || i2 <= m.i2 + m.chg2)
+        && (r.i1 <= m.i1 + m.chg1 || r.i2 <= m.i2 + m.chg2)
     {
-        if mode != m.mode {
+        if r.mode != m.mode {
             m.mode = Mode::Conflict;
         }
-        m.chg0 = i0 + chg0 - m.i0;
-        m.chg1 = i1 + chg1 - m.i1;
-        m.chg2 = i2 + chg2 - m.i2;
+        m.chg0 = r.i0 + r.chg0 - m.i0;
+        m.chg1 = r.i1 + r.chg1 - m.i1;
+        m.chg2 = r.i2 + r.chg2 - m.i2;
         return;
     }
-    regions.push(Region {
-        mode,
-        i0,
-        chg0,
-        i1,
-        chg1,
-        i2,
-        chg2,
-    });
+    regions.push(r);
+}
+
+/// The region of a change only ours made (`x` from the base-to-ours script); the base lines it
+/// replaces sit unchanged in theirs at `theirs_at`.
+fn ours_only(x: &Change, theirs_at: isize) -> Region {
+    Region {
+        mode: Mode::Ours,
+        i0: x.i1 as isize,
+        chg0: x.chg1 as isize,
+        i1: x.i2 as isize,
+        chg1: x.chg2 as isize,
+        i2: theirs_at,
+        chg2: x.chg1 as isize,
+    }
+}
+
+/// The region of a change only theirs made (`x` from the base-to-theirs script); the base lines
+/// it replaces sit unchanged in ours at `ours_at`.
+fn theirs_only(x: &Change, ours_at: isize) -> Region {
+    Region {
+        mode: Mode::Theirs,
+        i0: x.i1 as isize,
+        chg0: x.chg1 as isize,
+        i1: ours_at,
+        chg1: x.chg1 as isize,
+        i2: x.i2 as isize,
+        chg2: x.chg2 as isize,
+    }
 }
 
 /// Walks both scripts in base order and builds the regions.
@@ -93,32 +103,12 @@ pub(crate) fn combine(inp: &Inputs<'_, '_>, s1: &[Change], s2: &[Change]) -> Vec
         let (a_i1, a_chg1, a_i2, a_chg2) = c(&s1[k1]);
         let (b_i1, b_chg1, b_i2, b_chg2) = c(&s2[k2]);
         if a_i1 + a_chg1 < b_i1 {
-            let i2 = b_i2 - b_i1 + a_i1;
-            append(
-                &mut regions,
-                Mode::Ours,
-                a_i1,
-                a_chg1,
-                a_i2,
-                a_chg2,
-                i2,
-                a_chg1,
-            );
+            append(&mut regions, ours_only(&s1[k1], b_i2 - b_i1 + a_i1));
             k1 += 1;
             continue;
         }
         if b_i1 + b_chg1 < a_i1 {
-            let i1 = a_i2 - a_i1 + b_i1;
-            append(
-                &mut regions,
-                Mode::Theirs,
-                b_i1,
-                b_chg1,
-                i1,
-                b_chg1,
-                b_i2,
-                b_chg2,
-            );
+            append(&mut regions, theirs_only(&s2[k2], a_i2 - a_i1 + b_i1));
             k2 += 1;
             continue;
         }
@@ -146,7 +136,18 @@ pub(crate) fn combine(inp: &Inputs<'_, '_>, s1: &[Change], s2: &[Change]) -> Vec
             } else {
                 chg2 += ffo;
             }
-            append(&mut regions, Mode::Conflict, i0, chg0, i1, chg1, i2, chg2);
+            append(
+                &mut regions,
+                Region {
+                    mode: Mode::Conflict,
+                    i0,
+                    chg0,
+                    i1,
+                    chg1,
+                    i2,
+                    chg2,
+                },
+            );
         }
         let end1 = a_i1 + a_chg1;
         let end2 = b_i1 + b_chg1;
@@ -158,31 +159,15 @@ pub(crate) fn combine(inp: &Inputs<'_, '_>, s1: &[Change], s2: &[Change]) -> Vec
         }
     }
     for x in &s1[k1..] {
-        let (a_i1, a_chg1, a_i2, a_chg2) = c(x);
-        let i2 = a_i1 + n_theirs - n_base;
         append(
             &mut regions,
-            Mode::Ours,
-            a_i1,
-            a_chg1,
-            a_i2,
-            a_chg2,
-            i2,
-            a_chg1,
+            ours_only(x, x.i1 as isize + n_theirs - n_base),
         );
     }
     for x in &s2[k2..] {
-        let (b_i1, b_chg1, b_i2, b_chg2) = c(x);
-        let i1 = b_i1 + n_ours - n_base;
         append(
             &mut regions,
-            Mode::Theirs,
-            b_i1,
-            b_chg1,
-            i1,
-            b_chg1,
-            b_i2,
-            b_chg2,
+            theirs_only(x, x.i1 as isize + n_ours - n_base),
         );
     }
     regions
