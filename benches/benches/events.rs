@@ -48,12 +48,41 @@ fn event(n: u64) -> BenchEvent {
 const RING: usize = 4096;
 const SUBSCRIBER_COUNTS: [usize; 3] = [0, 1, 8];
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+/// Times `iters` sends of the same event through `sender`, with `subs` subscribed: drained on
+/// `rt` by `drain` (which returns how many events it received) if `drained`, else left unread
+/// until the measurement is over. Dropping `sender` afterwards ends the drainers.
+fn time_publishes<T, S, F>(
+    rt: &tokio::runtime::Runtime,
+    sender: T,
+    subs: Vec<S>,
+    drained: bool,
+    drain: impl Fn(S) -> F,
+    send: impl Fn(&T, BenchEvent) -> usize,
+    iters: u64,
+) -> Duration
+where
+    F: Future<Output = u64> + Send + 'static,
+{
+    // `ring`: the subscribers stay alive, unread, until the measurement is over.
+    let mut idle = Vec::new();
+    let drainers: Vec<_> = if drained {
+        subs.into_iter().map(|sub| rt.spawn(drain(sub))).collect()
+    } else {
+        idle = subs;
+        Vec::new()
+    };
+    let template = event(7);
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(send(&sender, template.clone()));
+    }
+    let elapsed = start.elapsed();
+    drop(idle);
+    drop(sender);
+    for drainer in drainers {
+        black_box(rt.block_on(drainer).expect("drainer"));
+    }
+    elapsed
 }
 
 /// Times `iters` forge publishes with `n_subs` subscribers, draining them on `rt` if asked.
@@ -63,81 +92,52 @@ fn forge_publish(
     drained: bool,
     iters: u64,
 ) -> Duration {
-    let bus = Bus::new(RING);
-    let subs: Vec<_> = (0..n_subs).map(|_| bus.subscribe()).collect();
-    // `ring`: the subscribers stay alive, unread, until the measurement is over.
-    let mut idle = Vec::new();
-    let drainers: Vec<_> = if drained {
-        subs.into_iter()
-            .map(|mut sub| {
-                rt.spawn(async move {
-                    let mut n = 0u64;
-                    while sub.recv().await.is_some() {
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect()
-    } else {
-        idle = subs;
-        Vec::new()
-    };
-    let template = event(7);
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(bus.publish(template.clone()));
-    }
-    let elapsed = start.elapsed();
-    drop(idle);
-    drop(bus);
-    for drainer in drainers {
-        black_box(rt.block_on(drainer).expect("drainer"));
-    }
-    elapsed
+    let bus = Bus::<BenchEvent>::new(RING);
+    let subs = (0..n_subs).map(|_| bus.subscribe()).collect();
+    time_publishes(
+        rt,
+        bus,
+        subs,
+        drained,
+        |mut sub| async move {
+            let mut n = 0u64;
+            while sub.recv().await.is_some() {
+                n += 1;
+            }
+            n
+        },
+        Bus::publish,
+        iters,
+    )
 }
 
 /// Times `iters` raw broadcast sends with `n_subs` receivers, the same way as `forge_publish`.
 fn raw_publish(rt: &tokio::runtime::Runtime, n_subs: usize, drained: bool, iters: u64) -> Duration {
     let (tx, first) = broadcast::channel::<BenchEvent>(RING);
     drop(first);
-    let rxs: Vec<_> = (0..n_subs).map(|_| tx.subscribe()).collect();
-    let mut idle = Vec::new();
-    let drainers: Vec<_> = if drained {
-        rxs.into_iter()
-            .map(|mut rx| {
-                rt.spawn(async move {
-                    let mut n = 0u64;
-                    loop {
-                        match rx.recv().await {
-                            Ok(_) => n += 1,
-                            Err(broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(broadcast::error::RecvError::Closed) => break n,
-                        }
-                    }
-                })
-            })
-            .collect()
-    } else {
-        idle = rxs;
-        Vec::new()
-    };
-    let template = event(7);
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(tx.send(template.clone()).unwrap_or(0));
-    }
-    let elapsed = start.elapsed();
-    drop(idle);
-    drop(tx);
-    for drainer in drainers {
-        black_box(rt.block_on(drainer).expect("drainer"));
-    }
-    elapsed
+    let rxs = (0..n_subs).map(|_| tx.subscribe()).collect();
+    time_publishes(
+        rt,
+        tx,
+        rxs,
+        drained,
+        |mut rx| async move {
+            let mut n = 0u64;
+            loop {
+                match rx.recv().await {
+                    Ok(_) => n += 1,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break n,
+                }
+            }
+        },
+        |tx, event| tx.send(event).unwrap_or(0),
+        iters,
+    )
 }
 
 fn publish(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = forge_benches::runtime();
     let mut group = c.benchmark_group("events/publish");
     group.throughput(Throughput::Elements(1));
     for (method, drained) in [("ring", false), ("drained", true)] {
@@ -169,6 +169,22 @@ struct RawJournal {
 }
 
 impl RawJournal {
+    /// A new raw journal at `path`, which must not exist yet (as `Journal::create`).
+    fn create(path: &Path, policy: FsyncPolicy) -> Self {
+        let file = File::options()
+            .append(true)
+            .create_new(true)
+            .open(path)
+            .expect("create raw journal");
+        RawJournal {
+            file,
+            line: Vec::new(),
+            seq: 0,
+            policy,
+            last_sync: Instant::now(),
+        }
+    }
+
     fn append(&mut self, event: &BenchEvent) {
         self.seq += 1;
         self.line.clear();
@@ -193,6 +209,27 @@ impl RawJournal {
     }
 }
 
+/// Times `iters` calls of `append(journal, i, event)`, for i from 1, on a journal that `open`
+/// creates at `path`; the journal is dropped (forge's syncs what is unsynced) and removed after
+/// the measurement.
+fn time_appends<J>(
+    path: &Path,
+    open: impl FnOnce(&Path) -> J,
+    iters: u64,
+    mut append: impl FnMut(&mut J, u64, &BenchEvent),
+) -> Duration {
+    let mut journal = open(path);
+    let template = event(3);
+    let start = Instant::now();
+    for i in 1..=iters {
+        append(&mut journal, i, &template);
+    }
+    let elapsed = start.elapsed();
+    drop(journal);
+    std::fs::remove_file(path).expect("remove journal");
+    elapsed
+}
+
 fn journal(c: &mut Criterion) {
     // On the target directory's disk (ext4 here), not a tmpfs where fsync costs nothing.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
@@ -211,6 +248,8 @@ fn journal(c: &mut Criterion) {
         n_files += 1;
         dir.join(format!("j{n_files}.jsonl"))
     };
+    let forge = |policy| move |path: &Path| Journal::create(path, policy).expect("create journal");
+    let raw = |policy| move |path: &Path| RawJournal::create(path, policy);
     for (name, policy) in policies {
         if matches!(policy, FsyncPolicy::EveryEvent) {
             group.sample_size(10);
@@ -219,98 +258,41 @@ fn journal(c: &mut Criterion) {
         }
         group.bench_function(BenchmarkId::new("forge", name), |b| {
             b.iter_custom(|iters| {
-                let path = fresh(dir.path());
-                let journal = Journal::create(&path, policy).expect("create journal");
-                let template = event(3);
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(journal.append(&template).expect("append"));
-                }
-                let elapsed = start.elapsed();
-                drop(journal);
-                std::fs::remove_file(&path).expect("remove journal");
-                elapsed
+                time_appends(&fresh(dir.path()), forge(policy), iters, |j, _, e| {
+                    black_box(j.append(e).expect("append"));
+                })
             });
         });
         group.bench_function(BenchmarkId::new("raw", name), |b| {
             b.iter_custom(|iters| {
-                let path = fresh(dir.path());
-                let file = File::options()
-                    .append(true)
-                    .create_new(true)
-                    .open(&path)
-                    .expect("create raw journal");
-                let mut raw = RawJournal {
-                    file,
-                    line: Vec::new(),
-                    seq: 0,
-                    policy,
-                    last_sync: Instant::now(),
-                };
-                let template = event(3);
-                let start = Instant::now();
-                for _ in 0..iters {
-                    raw.append(&template);
-                }
-                let elapsed = start.elapsed();
-                drop(raw);
-                std::fs::remove_file(&path).expect("remove raw journal");
-                elapsed
+                time_appends(&fresh(dir.path()), raw(policy), iters, |j, _, e| {
+                    j.append(e);
+                })
             });
         });
     }
     // CommitPoints as a run uses it: one fsynced commit point after every 100 events.
     group.sample_size(20);
+    let policy = FsyncPolicy::CommitPoints;
     group.bench_function(BenchmarkId::new("forge", "commit_points_every_100"), |b| {
         b.iter_custom(|iters| {
-            let path = fresh(dir.path());
-            let journal = Journal::create(&path, FsyncPolicy::CommitPoints).expect("create");
-            let template = event(3);
-            let start = Instant::now();
-            for i in 1..=iters {
+            time_appends(&fresh(dir.path()), forge(policy), iters, |j, i, e| {
                 if i % 100 == 0 {
-                    black_box(
-                        journal
-                            .append_commit_point(&template)
-                            .expect("commit point"),
-                    );
+                    black_box(j.append_commit_point(e).expect("commit point"));
                 } else {
-                    black_box(journal.append(&template).expect("append"));
+                    black_box(j.append(e).expect("append"));
                 }
-            }
-            let elapsed = start.elapsed();
-            drop(journal);
-            std::fs::remove_file(&path).expect("remove journal");
-            elapsed
+            })
         });
     });
     group.bench_function(BenchmarkId::new("raw", "commit_points_every_100"), |b| {
         b.iter_custom(|iters| {
-            let path = fresh(dir.path());
-            let file = File::options()
-                .append(true)
-                .create_new(true)
-                .open(&path)
-                .expect("create raw journal");
-            let mut raw = RawJournal {
-                file,
-                line: Vec::new(),
-                seq: 0,
-                policy: FsyncPolicy::CommitPoints,
-                last_sync: Instant::now(),
-            };
-            let template = event(3);
-            let start = Instant::now();
-            for i in 1..=iters {
-                raw.append(&template);
+            time_appends(&fresh(dir.path()), raw(policy), iters, |j, i, e| {
+                j.append(e);
                 if i % 100 == 0 {
-                    raw.file.sync_data().expect("sync");
+                    j.file.sync_data().expect("sync");
                 }
-            }
-            let elapsed = start.elapsed();
-            drop(raw);
-            std::fs::remove_file(&path).expect("remove raw journal");
-            elapsed
+            })
         });
     });
     group.finish();

@@ -338,14 +338,6 @@ async fn dagrs_run(mut graph: dagrs::Graph) -> dagrs::Graph {
     graph
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// The shapes at the sizes the issue names (no-op) and smaller ones with sleeps.
 fn shapes(sleeping: bool) -> Vec<(&'static str, Dag, bool)> {
     if sleeping {
@@ -370,7 +362,7 @@ fn shapes(sleeping: bool) -> Vec<(&'static str, Dag, bool)> {
 }
 
 fn bench_shapes(c: &mut Criterion, sleeping: bool) {
-    let rt = runtime();
+    let rt = forge_benches::runtime();
     let mut group = c.benchmark_group(if sleeping {
         "scheduler_sleep"
     } else {
@@ -476,7 +468,7 @@ fn bench_validate(c: &mut Criterion) {
 
 /// Peak heap bytes per node while building and running each implementation once.
 fn memory_report() {
-    let rt = runtime();
+    let rt = forge_benches::runtime();
     for (name, dag, _) in shapes(false) {
         let dag = Arc::new(dag);
         let n = dag.len();

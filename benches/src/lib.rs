@@ -87,6 +87,21 @@ pub fn generate_repo(repo: &Path, n: usize) -> u64 {
     total
 }
 
+/// The tokio runtime the benches measure async code on: 2 worker threads (the machine's 2
+/// cores), every driver enabled.
+///
+/// # Panics
+///
+/// When the runtime cannot be built.
+#[must_use]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Runs git in `dir` with a fixed identity and no automatic gc.
 ///
 /// # Panics
