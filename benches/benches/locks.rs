@@ -28,8 +28,9 @@ use std::hint::black_box;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use forge_core::locks::{Guard, LockError, LockTable, Mode, Owner, Pattern};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use forge_core::locks::{Acquire, Guard, LockError, LockTable, Mode, Owner, Pattern};
 use parking_lot::{Mutex, RwLock};
 
 fn p(s: &str) -> Pattern {
@@ -39,6 +40,19 @@ fn p(s: &str) -> Pattern {
 fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     Pin::new(fut).poll(&mut cx)
+}
+
+/// Starts `owners[i]`'s acquire of `requests[i]` for every owner; each must queue.
+fn queue<'a>(owners: &'a [Owner], requests: &'a [[(Pattern, Mode); 1]]) -> Vec<Acquire<'a>> {
+    owners
+        .iter()
+        .zip(requests)
+        .map(|(o, r)| {
+            let mut fut = o.acquire(r);
+            assert!(poll_once(&mut fut).is_pending());
+            fut
+        })
+        .collect()
 }
 
 fn bench_uncontended(c: &mut Criterion) {
@@ -56,17 +70,22 @@ fn bench_uncontended(c: &mut Criterion) {
         });
     });
     let locks = LockTable::default();
-    let owner = locks.owner("bench", 0);
+    bench_forge_acquires(&mut group, &locks.owner("bench", 0));
+    group.finish();
+}
+
+/// Benches `owner`'s `try_acquire` + drop of a one-pattern write request, for a literal path
+/// (`forge_literal`) and for a glob (`forge_glob`); neither may conflict with the table.
+fn bench_forge_acquires(group: &mut BenchmarkGroup<'_, WallTime>, owner: &Owner) {
     for (name, pattern) in [
         ("forge_literal", "src/api/login.rs"),
         ("forge_glob", "src/api/**"),
     ] {
         let request = [(p(pattern), Mode::Write)];
         group.bench_function(name, |b| {
-            b.iter(|| drop(black_box(owner.try_acquire(&request).expect("uncontended"))));
+            b.iter(|| drop(black_box(owner.try_acquire(&request).expect("no conflict"))));
         });
     }
-    group.finish();
 }
 
 fn bench_held(c: &mut Criterion) {
@@ -85,16 +104,7 @@ fn bench_held(c: &mut Criterion) {
                 .expect("disjoint")
         })
         .collect();
-    let owner = locks.owner("bench", 0);
-    for (name, pattern) in [
-        ("forge_literal", "src/api/login.rs"),
-        ("forge_glob", "src/api/**"),
-    ] {
-        let request = [(p(pattern), Mode::Write)];
-        group.bench_function(name, |b| {
-            b.iter(|| drop(black_box(owner.try_acquire(&request).expect("disjoint"))));
-        });
-    }
+    bench_forge_acquires(&mut group, &locks.owner("bench", 0));
     group.finish();
     drop(held);
 }
@@ -119,15 +129,7 @@ fn bench_deadlock(c: &mut Criterion) {
         let requests: Vec<[(Pattern, Mode); 1]> = (0..n)
             .map(|i| [(p(&format!("n{}", (i + 1) % n)), Mode::Write)])
             .collect();
-        let mut waits: Vec<_> = owners[..n - 1]
-            .iter()
-            .zip(&requests)
-            .map(|(o, r)| {
-                let mut fut = o.acquire(r);
-                assert!(poll_once(&mut fut).is_pending());
-                fut
-            })
-            .collect();
+        let mut waits = queue(&owners[..n - 1], &requests);
         let closer = &owners[n - 1];
         let closing = &requests[n - 1];
         group.bench_function(BenchmarkId::new("chain", n), |b| {
@@ -155,15 +157,7 @@ fn bench_deadlock(c: &mut Criterion) {
     let requests: Vec<[(Pattern, Mode); 1]> = (0..1000)
         .map(|i| [(p(&format!("src/f{i}")), Mode::Write)])
         .collect();
-    let waits: Vec<_> = owners
-        .iter()
-        .zip(&requests)
-        .map(|(o, r)| {
-            let mut fut = o.acquire(r);
-            assert!(poll_once(&mut fut).is_pending());
-            fut
-        })
-        .collect();
+    let waits = queue(&owners, &requests);
     let late = locks.owner("late", 0);
     let request = [(p("src/**"), Mode::Read)];
     group.bench_function(BenchmarkId::new("queue", 1000), |b| {
