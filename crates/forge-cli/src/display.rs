@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use forge_core::events::Delivery;
 use forge_core::events::MetricKind;
-use forge_core::{EngineOutcome, Event, RunMetrics, TaskOutcome};
+use forge_core::{EngineOutcome, Event, METRIC_COUNTERS, RunMetrics, TaskOutcome};
 
 impl Mode {
     /// JSON lines when asked, else a redrawn display on a terminal, else plain lines.
@@ -336,18 +336,16 @@ const KINDS: [(MetricKind, &str); 4] = [
     (MetricKind::MergeTime, "merge time"),
 ];
 
-/// The counters worth a glance (the task counts are printed elsewhere).
-const COUNTERS: [&str; 9] = [
-    "attempts",
-    "retries",
-    "rate_limited",
-    "lock_waits",
-    "deadlocks",
-    "conflicts",
-    "stale_reruns",
-    "scope_violations",
-    "commits",
-];
+/// The counters worth a glance: all of [`METRIC_COUNTERS`] but the task counts (printed
+/// elsewhere), `events_lost` (its own warning) and `output_dropped`.
+fn counter_names() -> impl Iterator<Item = &'static str> {
+    METRIC_COUNTERS.into_iter().filter(|name| {
+        !matches!(
+            *name,
+            "succeeded" | "failed" | "skipped" | "cancelled" | "events_lost" | "output_dropped"
+        )
+    })
+}
 
 /// Two lines for the end of `forge run`: the median, p90 and max of each kind of duration,
 /// and the counters that are not zero.
@@ -369,8 +367,7 @@ pub(crate) fn metrics_digest(metrics: &RunMetrics) -> String {
     if !times.is_empty() {
         out.push_str(&format!("times p50/p90/max: {}\n", times.join(", ")));
     }
-    let counts: Vec<String> = COUNTERS
-        .iter()
+    let counts: Vec<String> = counter_names()
         .filter(|name| metrics.counter(name) > 0)
         .map(|name| format!("{name} {}", metrics.counter(name)))
         .collect();
@@ -441,8 +438,7 @@ pub(crate) fn metrics_table(metrics: &RunMetrics) -> String {
 }
 
 fn counters(metrics: &RunMetrics) -> String {
-    COUNTERS
-        .iter()
+    counter_names()
         .map(|name| format!("{name} {}", metrics.counter(name)))
         .collect::<Vec<_>>()
         .join(", ")
