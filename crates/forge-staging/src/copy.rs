@@ -186,11 +186,7 @@ fn copy_files(
 
 /// Copies (or clones) one regular file with its mode and times; returns the copy's stat.
 fn copy_file(src: &Path, dst: &Path, clone: bool) -> Result<fs::Metadata> {
-    let mut s = OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(src)
-        .map_err(StagingError::io("open", src))?;
+    let mut s = sys::open_nofollow(src)?;
     let smeta = s.metadata().map_err(StagingError::io("stat", src))?;
     let mode = smeta.mode() & 0o7777;
     let mut d = OpenOptions::new()

@@ -184,6 +184,16 @@ pub(crate) fn special_name(meta: &fs::Metadata) -> &'static str {
     }
 }
 
+/// Opens the regular file at `path` for reading, refusing to follow a symlink that may have
+/// replaced it since it was looked at.
+pub(crate) fn open_nofollow(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(StagingError::io("open", path))
+}
+
 /// Reads the entry at `path` (never following a final symlink); `None` if absent or special.
 pub(crate) fn read_entry(path: &Path) -> Result<Option<Entry>> {
     let meta = match fs::symlink_metadata(path) {
@@ -205,11 +215,7 @@ pub(crate) fn read_entry_with(path: &Path, meta: &fs::Metadata) -> Result<Option
         Some(EntryKind::File) => {
             // O_NOFOLLOW: the path was a regular file at lstat time; never follow a link
             // that replaced it since.
-            let mut file = OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(path)
-                .map_err(StagingError::io("open", path))?;
+            let mut file = open_nofollow(path)?;
             let mut data = Vec::with_capacity(meta.len() as usize);
             file.read_to_end(&mut data)
                 .map_err(StagingError::io("read", path))?;
@@ -304,11 +310,7 @@ pub(crate) fn copy_entry(src: &Path, dst: &Path, sync: bool) -> Result<bool> {
             } else {
                 0o644
             };
-            let mut from = OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(src)
-                .map_err(StagingError::io("open", src))?;
+            let mut from = open_nofollow(src)?;
             let mut to = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -329,11 +331,7 @@ pub(crate) fn copy_entry(src: &Path, dst: &Path, sync: bool) -> Result<bool> {
 
 /// Whether the regular file at `path` holds exactly `data`, read in chunks.
 pub(crate) fn file_equals(path: &Path, data: &[u8]) -> Result<bool> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(StagingError::io("open", path))?;
+    let mut file = open_nofollow(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut offset = 0;
     loop {
