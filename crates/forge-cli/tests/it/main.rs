@@ -5,17 +5,19 @@ mod plan;
 mod resume;
 mod run;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// `forge`, to be started in `dir`.
+fn forge_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
+    command.current_dir(dir).env_remove("COLUMNS");
+    command
+}
 
 /// Runs `forge` with `args` in `dir`.
 pub(crate) fn forge(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("COLUMNS")
-        .output()
-        .expect("forge runs")
+    forge_command(dir).args(args).output().expect("forge runs")
 }
 
 /// stdout and stderr as text.
@@ -24,4 +26,55 @@ pub(crate) fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Whether the tests run as root.
+pub(crate) fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// A repository directory and, beside it (outside the repository), a run directory.
+pub(crate) struct Sandbox {
+    tmp: tempfile::TempDir,
+    repo: PathBuf,
+}
+
+impl Sandbox {
+    pub(crate) fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        Self { tmp, repo }
+    }
+
+    /// The repository.
+    pub(crate) fn path(&self) -> &Path {
+        &self.repo
+    }
+
+    /// The run directory, as an argument.
+    pub(crate) fn run_dir(&self) -> String {
+        self.tmp.path().join("run").display().to_string()
+    }
+
+    /// Writes `contents` to `name` in the repository.
+    pub(crate) fn write(&self, name: &str, contents: &str) {
+        std::fs::write(self.repo.join(name), contents).expect("write");
+    }
+
+    /// Runs `forge run plan.toml --run-dir RUN_DIR ARGS` in the repository; with `kill_at`,
+    /// the process aborts right after that journal step (`FORGE_FAULT_KILL_AT_STEP`).
+    pub(crate) fn run(&self, args: &[&str], kill_at: Option<u64>) -> Output {
+        let mut command = forge_command(&self.repo);
+        command
+            .args(["run", "plan.toml", "--run-dir", &self.run_dir()])
+            .args(args);
+        if let Some(step) = kill_at {
+            command.env("FORGE_FAULT_KILL_AT_STEP", step.to_string());
+        }
+        command.output().expect("forge runs")
+    }
 }

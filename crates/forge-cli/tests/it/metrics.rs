@@ -1,10 +1,9 @@
 //! Metrics in `forge run`'s summary and in `forge status` (text and JSON), also for a run
 //! killed halfway.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::run::Sandbox;
-use crate::{forge, text};
+use crate::{Sandbox, forge, text};
 
 /// `w1` and `w2` declare the same file, so one waits for the other's lock; `one` and `two`
 /// change the same line from generation 0, so `two` (slower) conflicts and runs again on the
@@ -30,18 +29,33 @@ prompt = "sleep 0.6; echo two > f.txt"
 "#;
 
 fn run(sandbox: &Sandbox, kill_at: Option<u64>) -> Output {
-    std::fs::write(sandbox.path().join("plan.toml"), PLAN).expect("write");
-    std::fs::write(sandbox.path().join("f.txt"), "base\n").expect("write");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
-    command
-        .args(["run", "plan.toml", "--jobs", "4", "--conflicts", "retry"])
-        .args(["--executor", "sh -c {prompt}", "--staging", "copy"])
-        .args(["--run-dir", &sandbox.run_dir()])
-        .current_dir(sandbox.path());
-    if let Some(step) = kill_at {
-        command.env("FORGE_FAULT_KILL_AT_STEP", step.to_string());
-    }
-    command.output().expect("forge runs")
+    sandbox.write("plan.toml", PLAN);
+    sandbox.write("f.txt", "base\n");
+    sandbox.run(
+        &[
+            "--jobs",
+            "4",
+            "--conflicts",
+            "retry",
+            "--executor",
+            "sh -c {prompt}",
+            "--staging",
+            "copy",
+        ],
+        kill_at,
+    )
+}
+
+/// Runs the plan and kills `forge` at journal step 12, past the first attempts' starts and
+/// before the end of the run.
+fn run_killed_halfway(sandbox: &Sandbox) {
+    let out = run(sandbox, Some(12));
+    assert_eq!(
+        out.status.code(),
+        None,
+        "killed by a signal: {:?}",
+        text(&out)
+    );
 }
 
 fn status_json(sandbox: &Sandbox) -> serde_json::Value {
@@ -124,14 +138,7 @@ fn run_and_status_report_lock_waits_conflicts_and_times() {
 #[test]
 fn status_reports_metrics_of_a_killed_run() {
     let sandbox = Sandbox::new();
-    // Step 12 is past the first attempts' starts and before the end of the run.
-    let out = run(&sandbox, Some(12));
-    assert_eq!(
-        out.status.code(),
-        None,
-        "killed by a signal: {:?}",
-        text(&out)
-    );
+    run_killed_halfway(&sandbox);
     let json = status_json(&sandbox);
     assert_eq!(json["published"], false);
     let attempts = json["metrics"]["summary"]["counters"]["attempts"]
@@ -147,13 +154,7 @@ fn status_reports_metrics_of_a_killed_run() {
 #[test]
 fn metrics_after_a_resume_cover_both_processes_but_not_the_gap() {
     let sandbox = Sandbox::new();
-    let out = run(&sandbox, Some(12));
-    assert_eq!(
-        out.status.code(),
-        None,
-        "killed by a signal: {:?}",
-        text(&out)
-    );
+    run_killed_halfway(&sandbox);
     // Nobody waits, runs or merges while no process is running.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let resumed = forge(sandbox.path(), &["resume", &sandbox.run_dir()]);

@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::run::Sandbox;
-use crate::text;
+use crate::{Sandbox, forge, is_root, text};
 
 const PLAN: &str = r#"
 [[task]]
@@ -66,30 +65,17 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn forge_run(sandbox: &Sandbox, staging: &str, kill_at: Option<u64>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
-    command
-        .args([
-            "run",
-            "plan.toml",
+    sandbox.run(
+        &[
             "--jobs",
             "3",
             "--executor",
             "sh -c {prompt}",
-        ])
-        .args(["--staging", staging, "--run-dir", &sandbox.run_dir()])
-        .current_dir(sandbox.path());
-    if let Some(step) = kill_at {
-        command.env("FORGE_FAULT_KILL_AT_STEP", step.to_string());
-    }
-    command.output().expect("forge runs")
-}
-
-fn forge(sandbox: &Sandbox, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(args)
-        .current_dir(sandbox.path())
-        .output()
-        .expect("forge runs")
+            "--staging",
+            staging,
+        ],
+        kill_at,
+    )
 }
 
 fn journal_lines(sandbox: &Sandbox) -> u64 {
@@ -100,11 +86,7 @@ fn journal_lines(sandbox: &Sandbox) -> u64 {
 /// Backends to alternate between: copy everywhere, overlay (plain mounts as root) and
 /// overlay in a user namespace.
 fn stagings() -> Vec<&'static str> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
-    if is_root {
+    if is_root() {
         vec!["copy", "overlay", "overlay-userns"]
     } else if std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_none() {
         vec!["copy", "overlay-userns"]
@@ -155,14 +137,14 @@ fn resume_after_a_kill_at_any_journal_step_gives_the_uninterrupted_tree() {
         } else {
             assert_eq!(out.status.code(), None, "{context}: killed by a signal");
             killed += 1;
-            let status = forge(&sandbox, &["status", &sandbox.run_dir()]);
+            let status = forge(sandbox.path(), &["status", &sandbox.run_dir()]);
             assert_eq!(
                 status.status.code(),
                 Some(0),
                 "{context}: {}",
                 text(&status).1
             );
-            let resumed = forge(&sandbox, &["resume", &sandbox.run_dir()]);
+            let resumed = forge(sandbox.path(), &["resume", &sandbox.run_dir()]);
             let (stdout, stderr) = text(&resumed);
             assert_eq!(
                 resumed.status.code(),
@@ -189,8 +171,8 @@ fn resume_after_a_kill_at_any_journal_step_gives_the_uninterrupted_tree() {
 #[test]
 fn status_reports_tasks_generations_and_conflicts() {
     let sandbox = Sandbox::new();
-    std::fs::write(
-        sandbox.path().join("plan.toml"),
+    sandbox.write(
+        "plan.toml",
         r#"
 [[task]]
 id = "one"
@@ -205,27 +187,24 @@ id = "after"
 prompt = "echo after > g.txt"
 deps = ["one"]
 "#,
-    )
-    .expect("write");
-    std::fs::write(sandbox.path().join("f.txt"), "base\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args([
-            "run",
-            "plan.toml",
+    );
+    sandbox.write("f.txt", "base\n");
+    let out = sandbox.run(
+        &[
             "--keep-going",
             "--executor",
             "sh -c {prompt}",
-        ])
-        .args(["--staging", "copy", "--run-dir", &sandbox.run_dir()])
-        .current_dir(sandbox.path())
-        .output()
-        .expect("forge runs");
+            "--staging",
+            "copy",
+        ],
+        None,
+    );
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("CONFLICT "), "{stdout}");
     assert!(stdout.contains("f.txt: both changed the text"), "{stdout}");
 
-    let status = forge(&sandbox, &["status", &sandbox.run_dir()]);
+    let status = forge(sandbox.path(), &["status", &sandbox.run_dir()]);
     let (report, _) = text(&status);
     assert_eq!(status.status.code(), Some(0));
     // `one` merges first (generation 1), `after` on top of it (2); `two` conflicts.

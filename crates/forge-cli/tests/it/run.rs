@@ -1,34 +1,9 @@
 //! `forge run`: tasks run through the command template in the current directory, output as
 //! plain lines (stdout is not a terminal here) or JSON lines, and the exit status contract.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{forge, text};
-
-/// A repository directory and, beside it (outside the repository), a run directory.
-pub(crate) struct Sandbox {
-    _tmp: tempfile::TempDir,
-    repo: PathBuf,
-}
-
-impl Sandbox {
-    pub(crate) fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let repo = tmp.path().join("repo");
-        std::fs::create_dir(&repo).expect("mkdir");
-        Self { _tmp: tmp, repo }
-    }
-
-    /// The repository.
-    pub(crate) fn path(&self) -> &Path {
-        &self.repo
-    }
-
-    /// The run directory, as an argument.
-    pub(crate) fn run_dir(&self) -> String {
-        self._tmp.path().join("run").display().to_string()
-    }
-}
+use crate::{Sandbox, forge, is_root, text};
 
 const PLAN: &str = r#"
 [[task]]
@@ -49,25 +24,20 @@ deps = ["api"]
 #[test]
 fn runs_every_task_in_the_current_directory() {
     let sandbox = Sandbox::new();
-    let dir = &sandbox;
-    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
-    let out = forge(
-        dir.path(),
+    sandbox.write("plan.toml", PLAN);
+    let out = sandbox.run(
         &[
-            "run",
-            "plan.toml",
-            "--run-dir",
-            &sandbox.run_dir(),
             "--jobs",
             "2",
             "--executor",
             "sh -c 'echo \"$1\" >> log.txt; echo did {task}' sh {prompt}",
         ],
+        None,
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("log.txt")).expect("log"),
+        std::fs::read_to_string(sandbox.path().join("log.txt")).expect("log"),
         "add the 'User' model\nadd /login\ndocument it\n"
     );
     assert!(stdout.contains("[api] did api\n"), "{stdout}");
@@ -81,18 +51,13 @@ fn runs_every_task_in_the_current_directory() {
 #[test]
 fn failure_exits_1_and_skips_dependents() {
     let sandbox = Sandbox::new();
-    let dir = &sandbox;
-    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
-    let out = forge(
-        dir.path(),
+    sandbox.write("plan.toml", PLAN);
+    let out = sandbox.run(
         &[
-            "run",
-            "plan.toml",
-            "--run-dir",
-            &sandbox.run_dir(),
             "--executor",
             "sh -c 'echo broken {task}; test {task} != api'",
         ],
+        None,
     );
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -107,22 +72,8 @@ fn failure_exits_1_and_skips_dependents() {
 #[test]
 fn json_streams_events() {
     let sandbox = Sandbox::new();
-    let dir = &sandbox;
-    std::fs::write(dir.path().join("plan.toml"), PLAN).expect("write");
-    let out = forge(
-        dir.path(),
-        &[
-            "run",
-            "plan.toml",
-            "--run-dir",
-            &sandbox.run_dir(),
-            "--json",
-            "-j",
-            "1",
-            "--executor",
-            "true",
-        ],
-    );
+    sandbox.write("plan.toml", PLAN);
+    let out = sandbox.run(&["--json", "-j", "1", "--executor", "true"], None);
     assert_eq!(out.status.code(), Some(0));
     let kinds: Vec<String> = text(&out)
         .0
@@ -174,10 +125,7 @@ fn bad_input_exits_2() {
 #[test]
 fn a_user_without_root_gets_overlay_views_with_agents_inside() {
     const NOBODY: u32 = 65534;
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
+    let is_root = is_root();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let repo = dir.join("repo");
@@ -276,8 +224,8 @@ fn chown_tree(path: &Path, uid: u32) {
 #[test]
 fn tasks_naming_an_executor_use_its_command() {
     let sandbox = Sandbox::new();
-    std::fs::write(
-        sandbox.path().join("plan.toml"),
+    sandbox.write(
+        "plan.toml",
         r#"
 [[task]]
 id = "plain"
@@ -289,25 +237,19 @@ prompt = "s"
 executor = "alt"
 deps = ["plain"]
 "#,
-    )
-    .expect("write");
-    let run_dir = sandbox.run_dir();
-    let args = |extra: &'static str| {
-        [
-            "run",
-            "plan.toml",
-            "--run-dir",
-            run_dir.as_str(),
-            "--executor",
-            "sh -c 'echo default {task} >> log.txt'",
-            "--executor-for",
-            extra,
-        ]
-    };
-    let out = forge(
-        sandbox.path(),
-        &args("alt=sh -c 'echo alt {task} >> log.txt'"),
     );
+    let run = |executor_for: &str| {
+        sandbox.run(
+            &[
+                "--executor",
+                "sh -c 'echo default {task} >> log.txt'",
+                "--executor-for",
+                executor_for,
+            ],
+            None,
+        )
+    };
+    let out = run("alt=sh -c 'echo alt {task} >> log.txt'");
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
@@ -315,7 +257,7 @@ deps = ["plain"]
         "default plain\nalt special\n"
     );
     // A name no task uses is a typo: refused before anything runs.
-    let out = forge(sandbox.path(), &args("atl=true"));
+    let out = run("atl=true");
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -329,8 +271,8 @@ deps = ["plain"]
 #[test]
 fn a_flood_of_output_loses_no_task_event() {
     let sandbox = Sandbox::new();
-    std::fs::write(
-        sandbox.path().join("plan.toml"),
+    sandbox.write(
+        "plan.toml",
         r#"
 [[task]]
 id = "a"
@@ -345,22 +287,17 @@ id = "c"
 prompt = "echo done > done.txt"
 deps = ["a", "b"]
 "#,
-    )
-    .expect("write");
+    );
     let run_dir = sandbox.run_dir();
-    let out = forge(
-        sandbox.path(),
+    let out = sandbox.run(
         &[
-            "run",
-            "plan.toml",
             "--json",
             "--staging",
             "copy",
-            "--run-dir",
-            &run_dir,
             "--executor",
             "sh -c {prompt}",
         ],
+        None,
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
