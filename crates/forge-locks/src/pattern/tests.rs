@@ -121,5 +121,24 @@ mod differential {
                 );
             }
         }
+
+        /// `covers` (globset for a glob, the prefix rule for a literal) accepts what the
+        /// automaton that overlap checks run on accepts, after normalization.
+        #[test]
+        fn covers_agrees_with_the_automaton(
+            atoms in prop::collection::vec(atom(), 1..6),
+            inputs in prop::collection::vec(text(), 1..20),
+        ) {
+            let Ok(pattern) = Pattern::parse(&atoms.concat()) else {
+                return Ok(());
+            };
+            for input in &inputs {
+                prop_assert_eq!(
+                    pattern.covers(input),
+                    pattern.nfa().matches(input.as_bytes()),
+                    "{} on {:?}", pattern, input
+                );
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Integration tests of forge-locks: overlap against brute force, coverage against globset,
+//! Integration tests of forge-locks: overlap against brute force, coverage of literals,
 //! the lock table against a sequential model, a multi-threaded stress test with a watchdog,
 //! and async cancellation on a real runtime.
 
