@@ -27,9 +27,9 @@ pub(crate) struct Change {
 /// xdiff stops reporting how often a line occurs past this many matches.
 const MAX_EQ_LIMIT: usize = 1024;
 /// How far `clean_mmatch` looks around a line with many matches.
-const SIMSCAN_WINDOW: isize = 100;
+const SIMSCAN_WINDOW: usize = 100;
 /// Ratio of discardable lines in a run above which a multi-match line is discarded too.
-const KPDIS_RUN: isize = 4;
+const KPDIS_RUN: usize = 4;
 
 /// xdiff's integer square root approximation.
 pub(crate) fn bogosqrt(mut n: usize) -> usize {
@@ -150,41 +150,33 @@ fn select(
 /// Whether a line with many matches sits in a run of lines without matches, and so should be
 /// discarded too (`xdl_clean_mmatch`). `dis` covers the trimmed range; `i` indexes it.
 fn clean_mmatch(dis: &[u8], i: usize) -> bool {
-    let i = i as isize;
-    let s = 0.max(i - SIMSCAN_WINDOW);
-    let e = (dis.len() as isize - 1).min(i + SIMSCAN_WINDOW);
-
-    let mut rdis0 = 0;
-    let mut rpdis0 = 1;
-    let mut r = 1;
-    while i - r >= s {
-        match dis[(i - r) as usize] {
-            0 => rdis0 += 1,
-            2 => rpdis0 += 1,
-            _ => break,
-        }
-        r += 1;
-    }
+    let s = i.saturating_sub(SIMSCAN_WINDOW);
+    let e = (dis.len() - 1).min(i + SIMSCAN_WINDOW);
+    let (rdis0, rpdis0) = run_from(dis, (s..i).rev());
     if rdis0 == 0 {
         return false;
     }
-    let mut rdis1 = 0;
-    let mut rpdis1 = 1;
-    r = 1;
-    while i + r <= e {
-        match dis[(i + r) as usize] {
-            0 => rdis1 += 1,
-            2 => rpdis1 += 1,
-            _ => break,
-        }
-        r += 1;
-    }
+    let (rdis1, rpdis1) = run_from(dis, i + 1..=e);
     if rdis1 == 0 {
         return false;
     }
-    rdis1 += rdis0;
-    rpdis1 += rpdis0;
-    rpdis1 * KPDIS_RUN < rpdis1 + rdis1
+    let rdis = rdis0 + rdis1;
+    let rpdis = rpdis0 + rpdis1;
+    rpdis * KPDIS_RUN < rpdis + rdis
+}
+
+/// Walks `dis` at `ks` up to the first line with some matches: the number of lines without a
+/// match, and one more than the number of lines with many.
+fn run_from(dis: &[u8], ks: impl Iterator<Item = usize>) -> (usize, usize) {
+    let (mut rdis, mut rpdis) = (0, 1);
+    for k in ks {
+        match dis[k] {
+            0 => rdis += 1,
+            2 => rpdis += 1,
+            _ => break,
+        }
+    }
+    (rdis, rpdis)
 }
 
 /// Collects groups of changed lines into hunks (`xdl_build_script`).
