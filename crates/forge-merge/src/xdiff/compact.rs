@@ -108,30 +108,32 @@ pub(super) fn change_compact(ids: &[u32], changed: &mut [bool], other: &[bool]) 
     loop {
         if g.end != g.start {
             let mut earliest_end;
-            let mut end_matching_other;
+            // Whether some position of the group lines up with a change of the other file
+            // (xdiff keeps that position, `end_matching_other`, but only tests it against -1).
+            let mut matches_other;
             loop {
                 let groupsize = g.end - g.start;
-                end_matching_other = None;
+                matches_other = false;
                 while xdf.slide_up(&mut g) {
                     let synced = previous_group(other, &mut go);
                     debug_assert!(synced, "group sync broken sliding up");
                 }
                 earliest_end = g.end;
                 if go.end > go.start {
-                    end_matching_other = Some(g.end);
+                    matches_other = true;
                 }
                 while xdf.slide_down(&mut g) {
                     let synced = next_group(other, other_nrec, &mut go);
                     debug_assert!(synced, "group sync broken sliding down");
                     if go.end > go.start {
-                        end_matching_other = Some(g.end);
+                        matches_other = true;
                     }
                 }
                 if groupsize == g.end - g.start {
                     break;
                 }
             }
-            if g.end != earliest_end && end_matching_other.is_some() {
+            if g.end != earliest_end && matches_other {
                 while go.end == go.start {
                     // Both cannot fail: the group was aligned there while sliding down.
                     if !xdf.slide_up(&mut g) || !previous_group(other, &mut go) {
