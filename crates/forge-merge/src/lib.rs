@@ -41,7 +41,7 @@
 //!
 //! # Crate features
 //!
-//! None: the crate has no optional parts and depends on nothing but `std`.
+//! None: the crate has no optional parts; its only dependency is `memchr` (to split lines).
 
 mod intern;
 mod lines;
