@@ -3,9 +3,10 @@
 //! - `events/publish/{forge,broadcast}/{ring,drained}/N`: one publish, with N subscribers.
 //!   `ring`: the N subscribers exist but do not read during the measurement, so a publish
 //!   writes into the bounded ring and the subscribers lag (the cost a publisher pays, with
-//!   nothing else competing for the CPU). `drained`: the N subscribers read everything on a
-//!   2-worker tokio runtime while the bench thread publishes (the cost in a live run, where
-//!   the 2 cores are shared by the publisher, the subscribers and their wake-ups).
+//!   nothing else competing for the CPU; with N = 0 the event is dropped unwritten).
+//!   `drained`: the N subscribers read everything on a 2-worker tokio runtime while the bench
+//!   thread publishes (the cost in a live run, where the 2 cores are shared by the publisher,
+//!   the subscribers and their wake-ups).
 //! - `events/journal/{forge,raw}/POLICY`: one append of a typical event (a line of about 110
 //!   bytes). `raw` formats the same line with `write!` and does one `write(2)` per line on a
 //!   plain `File`, synced as the policy says: what the journal costs over the bare minimum.

@@ -98,8 +98,9 @@
 //!
 //! # Crate features
 //!
-//! None. The crate needs tokio's `sync` feature only and works with any async runtime (or
-//! none: [`Subscription::try_recv`] never blocks).
+//! None. The crate needs tokio's `sync` feature, and `rt` for `tokio::task::coop::unconstrained`
+//! (which [`Subscription::try_recv`] uses; no tokio runtime is started), and works with any
+//! async runtime (or none: [`Subscription::try_recv`] never blocks).
 
 mod bus;
 mod critical_path;
