@@ -19,6 +19,11 @@ impl<'a> Lines<'a> {
         Self { data, starts }
     }
 
+    /// The whole text.
+    pub(crate) fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
     /// Number of lines.
     pub(crate) fn len(&self) -> usize {
         self.starts.len() - 1

@@ -58,8 +58,6 @@ pub struct TextMerge<'a> {
     base: Lines<'a>,
     ours: Lines<'a>,
     theirs: Lines<'a>,
-    ours_data: &'a [u8],
-    theirs_data: &'a [u8],
     opts: MergeOptions,
     outcome: Outcome,
     conflicts: Vec<Conflict>,
@@ -120,8 +118,8 @@ impl TextMerge<'_> {
     /// Appends the merged text (see [`render`](Self::render)) to `out`.
     pub fn render_into(&self, out: &mut Vec<u8>) {
         match &self.outcome {
-            Outcome::Binary | Outcome::Ours => out.extend_from_slice(self.ours_data),
-            Outcome::Theirs => out.extend_from_slice(self.theirs_data),
+            Outcome::Binary | Outcome::Ours => out.extend_from_slice(self.ours.data()),
+            Outcome::Theirs => out.extend_from_slice(self.theirs.data()),
             Outcome::Regions(regions) => render::fill(
                 &render::Sides {
                     base: &self.base,
@@ -157,8 +155,6 @@ pub fn merge<'a>(
         base: Lines::new(base),
         ours: Lines::new(ours),
         theirs: Lines::new(theirs),
-        ours_data: ours,
-        theirs_data: theirs,
         opts: opts.clone(),
         outcome: Outcome::Ours,
         conflicts: Vec::new(),

@@ -67,7 +67,7 @@ fn needs_cr(s: &Sides<'_, '_>, m: &Region) -> bool {
 
 /// Renders the regions into `out`.
 pub(super) fn fill(s: &Sides<'_, '_>, regions: &[Region], opts: &MergeOptions, out: &mut Vec<u8>) {
-    out.reserve(s.ours.span(0, s.ours.len()).len() + 64);
+    out.reserve(s.ours.data().len() + 64);
     let size = opts.effective_marker_size();
     let labels = &opts.labels;
     let mut i: isize = 0;
