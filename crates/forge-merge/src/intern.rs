@@ -160,7 +160,11 @@ impl<'a> Interner<'a> {
                 continue;
             }
             let id = self.id(line);
-            if let Some(&pos) = last_pos.get(id as usize) {
+            // Only a base line tells where we are: not a new id (past the table) nor an id
+            // first seen in an earlier version (`u32::MAX`).
+            if let Some(&pos) = last_pos.get(id as usize)
+                && pos != u32::MAX
+            {
                 next_base = pos as usize + 1;
             }
             out.push(id);
