@@ -66,8 +66,6 @@ pub(crate) struct OwnerState {
 pub(crate) struct Wait {
     pub(crate) owner: u64,
     pub(crate) items: Vec<(Pattern, Mode)>,
-    /// Items already covered by the owner's holdings (granted without waiting).
-    pub(crate) reentrant: Vec<bool>,
     pub(crate) nodes: Vec<NodeId>,
     /// Owners this request waits for (the wait-for edges).
     pub(crate) blockers: Vec<u64>,
@@ -403,7 +401,6 @@ impl State {
             Wait {
                 owner,
                 items: items.to_vec(),
-                reentrant,
                 nodes,
                 blockers,
                 waker: None,
@@ -519,7 +516,6 @@ impl State {
                 continue;
             }
             let w = self.waits.get_mut(&seq).expect("checked above");
-            w.reentrant = reentrant;
             let old = std::mem::replace(&mut w.blockers, blockers.clone());
             let mut added = false;
             for &b in &old {
