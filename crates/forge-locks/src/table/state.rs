@@ -268,7 +268,6 @@ impl State {
                         }
                     }
                 }
-                true
             });
         }
         blockers.list
@@ -323,7 +322,6 @@ impl State {
                         newly.push(s);
                     }
                 }
-                true
             });
             for s in newly {
                 self.add_edge(s, owner, work);

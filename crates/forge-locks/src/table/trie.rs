@@ -164,16 +164,16 @@ impl Trie {
 
     /// Calls `visit` on every non-empty node that can hold a pattern overlapping one filed at
     /// `prefix`: the existing ancestors of `prefix` (root first), then, if the whole prefix
-    /// exists, the nodes of its subtree. Stops early when `visit` returns `false`.
-    pub(crate) fn visit(&self, prefix: &[Box<str>], mut visit: impl FnMut(&Node) -> bool) {
+    /// exists, the nodes of its subtree.
+    pub(crate) fn visit(&self, prefix: &[Box<str>], mut visit: impl FnMut(&Node)) {
         let mut at: NodeId = 0;
         if self.nodes[0].count == 0 {
             return;
         }
         for name in prefix {
             let node = &self.nodes[at as usize];
-            if (!node.held.is_empty() || !node.queued.is_empty()) && !visit(node) {
-                return;
+            if !node.held.is_empty() || !node.queued.is_empty() {
+                visit(node);
             }
             match node.children.get(name) {
                 Some(&child) => at = child,
@@ -183,8 +183,8 @@ impl Trie {
         let mut stack = vec![at];
         while let Some(id) = stack.pop() {
             let node = &self.nodes[id as usize];
-            if (!node.held.is_empty() || !node.queued.is_empty()) && !visit(node) {
-                return;
+            if !node.held.is_empty() || !node.queued.is_empty() {
+                visit(node);
             }
             stack.extend(
                 node.children
@@ -215,10 +215,7 @@ mod tests {
 
     fn visited(trie: &Trie, prefix: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        trie.visit(&path(prefix), |n| {
-            out.extend(&n.held);
-            true
-        });
+        trie.visit(&path(prefix), |n| out.extend(&n.held));
         out.sort_unstable();
         out
     }
