@@ -433,7 +433,9 @@ pub fn merge_trees(
     TreeMerge { paths }
 }
 
-/// The kind of entry a resolution leaves at its path (`None`: absent), without building it.
+/// The kind of entry a resolution leaves at its path (`None`: absent), without cloning the
+/// entry unless the path is in conflict (conflicts are rare; their kind is that of
+/// [`TreeConflict::best_effort`]).
 fn result_kind(m: &PathMerge, ours: Option<&Entry>, theirs: Option<&Entry>) -> Option<EntryKind> {
     match m {
         PathMerge::Unchanged | PathMerge::TakeOurs => ours.map(Entry::kind),
