@@ -1,7 +1,7 @@
 //! `LockTable`, `Owner`, `Guard` and the acquire futures.
 
 mod deadlock;
-mod fxhash;
+mod fast_hash;
 mod state;
 mod trie;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::fxhash::FxHashSet;
+use super::fast_hash::FastSet;
 
 use super::state::{State, Wait};
 use crate::overlap::overlaps;
@@ -50,7 +50,7 @@ impl State {
 
     /// A cycle of wait-for edges through `start`, if there is one (depth-first search).
     pub(crate) fn find_cycle(&self, start: u64) -> Option<Vec<Edge>> {
-        let mut visited: FxHashSet<u64> = FxHashSet::default();
+        let mut visited: FastSet<u64> = FastSet::default();
         visited.insert(start);
         let mut path: Vec<Edge> = Vec::new();
         let mut stack: Vec<Cursor> = vec![Cursor {

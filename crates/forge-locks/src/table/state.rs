@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::fxhash::{FxHashMap, FxHashSet};
+use super::fast_hash::{FastMap, FastSet};
 use std::task::Waker;
 
 use super::trie::{NodeId, Trie};
@@ -84,11 +84,11 @@ pub(crate) struct State {
     next_owner: u64,
     next_seq: u64,
     next_serial: u64,
-    pub(crate) owners: FxHashMap<u64, OwnerState>,
+    pub(crate) owners: FastMap<u64, OwnerState>,
     pub(crate) entries: Vec<Option<Entry>>,
     free_entries: Vec<u32>,
     /// The queue, keyed by arrival order.
-    pub(crate) waits: FxHashMap<u64, Wait>,
+    pub(crate) waits: FastMap<u64, Wait>,
     /// Results of queued requests that their future has not collected yet.
     pub(crate) outcomes: HashMap<u64, Result<Keys, LockError>>,
     pub(crate) trie: Trie,
@@ -101,7 +101,7 @@ pub(crate) struct State {
 #[derive(Default)]
 struct IdSet {
     list: Vec<u64>,
-    index: Option<FxHashSet<u64>>,
+    index: Option<FastSet<u64>>,
 }
 
 impl IdSet {

@@ -3,7 +3,7 @@
 //! request only meets patterns filed at its ancestors or in its own subtree: disjoint parts of
 //! the repository never look at each other.
 
-use super::fxhash::FxHashMap;
+use super::fast_hash::FastMap;
 
 /// Index of a node in the arena.
 pub(crate) type NodeId = u32;
@@ -12,7 +12,7 @@ pub(crate) type NodeId = u32;
 #[derive(Debug, Default)]
 pub(crate) struct Node {
     parent: NodeId,
-    children: FxHashMap<Box<str>, NodeId>,
+    children: FastMap<Box<str>, NodeId>,
     /// Held entries (indexes into the entry slab).
     pub(crate) held: Vec<u32>,
     /// Queued items: (request sequence number, item index).
