@@ -5,66 +5,14 @@
 //! table of a few hundred thousand lines costs about one cache miss.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 use crate::lines::Lines;
-
-/// FxHash-style mixing, eight bytes at a time, with a final avalanche so that every bit of the
-/// result depends on every input byte.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct LineHasher {
-    hash: u64,
-}
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl LineHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for LineHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("chunk of 8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buf));
-        }
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // murmur3's finalizer: the multiply above leaves the low bits weak.
-        let mut h = self.hash;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h
-    }
-}
 
 /// The hash of one line.
 #[inline]
 fn hash_line(line: &[u8]) -> u64 {
-    let mut h = LineHasher::default();
+    let mut h = rustc_hash::FxHasher::default();
     h.write_usize(line.len());
     h.write(line);
     h.finish()
@@ -181,7 +129,7 @@ impl<'a> Interner<'a> {
 /// Renumbers a subset of ids densely from 0, so that a diff over a few lines does not need
 /// tables as large as the whole files' id space.
 pub(crate) fn renumber(a: &[u32], b: &[u32]) -> (Vec<u32>, Vec<u32>, usize) {
-    let mut map: HashMap<u32, u32, BuildHasherDefault<LineHasher>> = HashMap::default();
+    let mut map: HashMap<u32, u32, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut f = |&id: &u32| {
         let next = map.len() as u32;
         *map.entry(id).or_insert(next)
