@@ -1,9 +1,7 @@
 //! Stat snapshots of copy, reflink and worktree views, and change collection by a parallel
 //! stat walk against them: only entries whose stat changed are read.
 
-use std::collections::HashMap;
 use std::fs;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -15,27 +13,6 @@ use crate::paths::{self, Ignores};
 use crate::staging::Inner;
 use crate::sys;
 use crate::types::{ChangeSet, Entry, EntryKind, RejectReason};
-
-/// A fast, non-cryptographic hasher for the snapshot's path keys (FxHash's mixing step):
-/// the walk looks up every path of the view, and the keys are not attacker-chosen in a way
-/// that matters for a per-view table.
-#[derive(Default)]
-struct PathHasher(u64);
-
-impl Hasher for PathHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// What a view's entry looked like right after it was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +74,7 @@ impl Stat {
 /// for the walk's "seen" marks.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    entries: HashMap<String, (u32, Stat), BuildHasherDefault<PathHasher>>,
+    entries: rustc_hash::FxHashMap<String, (u32, Stat)>,
     next_slot: u32,
 }
 
