@@ -56,6 +56,7 @@
 mod engine;
 mod event;
 mod executor;
+pub mod land;
 mod metrics;
 mod phases;
 mod plan;

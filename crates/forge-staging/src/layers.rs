@@ -59,10 +59,27 @@ impl Op {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Manifest {
-    generation: u64,
+pub(crate) struct Manifest {
+    pub(crate) generation: u64,
     whiteouts: bool,
-    ops: Vec<(String, Op)>,
+    pub(crate) ops: Vec<(String, Op)>,
+}
+
+/// Reads the manifest of the committed layer `generation` in the layer store `dir`.
+pub(crate) fn read_manifest(dir: &Path, generation: u64) -> Result<Manifest> {
+    let path = layer_dir_name(dir, generation).join("manifest.json");
+    let text = fs::read(&path).map_err(StagingError::io("read", &path))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| StagingError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if manifest.generation != generation {
+        return Err(StagingError::Corrupt {
+            path,
+            reason: format!("manifest says generation {}", manifest.generation),
+        });
+    }
+    Ok(manifest)
 }
 
 /// One committed layer, loaded.

@@ -92,6 +92,7 @@ mod cleanup;
 mod collect;
 mod copy;
 mod error;
+mod history;
 mod layers;
 mod overlay;
 mod paths;
@@ -106,6 +107,7 @@ mod worktree;
 
 pub use cleanup::cleanup;
 pub use error::StagingError;
+pub use history::{LayerEntry, base_tree, read_layer};
 pub use staging::Staging;
 pub use types::{
     Backend, Change, ChangeKind, ChangeSet, CleanupReport, Entry, EntryKind, LayerChange,
