@@ -326,3 +326,59 @@ deps = ["a", "b"]
         .count();
     assert_eq!(merged, 3, "{status_out}");
 }
+
+/// Agents' environment describes their view: `PWD` is the view (perl and node trust it, so
+/// an inherited `PWD` made them write into the repository behind the merge's back), and
+/// variables that point at the repository (`OLDPWD`, `GIT_DIR`, npm's `INIT_CWD`, ...) are
+/// gone.
+#[test]
+fn trust_04_agents_environment_describes_their_view() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        "[[task]]\nid = \"perl\"\nwrites = [\"perl.txt\"]\n\n\
+         [[task]]\nid = \"sh\"\nexecutor = \"sh\"\nwrites = [\"sh.txt\"]\n",
+    );
+    let repo = sandbox.path().display().to_string();
+    let out = crate::forge_command(sandbox.path())
+        .args(["run", "plan.toml", "--run-dir", &sandbox.run_dir()])
+        .args([
+            "--executor",
+            r#"perl -e 'open(F, ">$ENV{PWD}/perl.txt") or die; print F map { "$_=$ENV{$_}\n" } sort keys %ENV'"#,
+            "--executor-for",
+            "sh=sh -c 'env > \"$PWD/sh.txt\"'",
+        ])
+        .env("PWD", &repo)
+        .env("OLDPWD", &repo)
+        .env("GIT_DIR", format!("{repo}/.git"))
+        .env("GIT_WORK_TREE", &repo)
+        .env("GIT_INDEX_FILE", format!("{repo}/.git/index"))
+        .env("INIT_CWD", &repo)
+        .output()
+        .expect("forge runs");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for file in ["perl.txt", "sh.txt"] {
+        let env = std::fs::read_to_string(sandbox.path().join(file)).expect("written in the view");
+        let pwd = env
+            .lines()
+            .find_map(|l| l.strip_prefix("PWD="))
+            .expect("PWD set");
+        assert!(
+            pwd.starts_with(&sandbox.run_dir()),
+            "{file}: PWD={pwd} is not a view in the run directory"
+        );
+        for name in [
+            "OLDPWD",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "INIT_CWD",
+        ] {
+            assert!(
+                !env.lines().any(|l| l.starts_with(&format!("{name}="))),
+                "{file}: {name} inherited:\n{env}"
+            );
+        }
+    }
+}

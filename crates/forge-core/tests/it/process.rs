@@ -281,3 +281,23 @@ async fn output_becomes_events() {
     seen.sort();
     assert_eq!(seen, ["err:warn", "out:hello", "progress:{\"step\":1}"]);
 }
+
+/// The child's `PWD` is its working directory (the view), whatever forge's own `PWD` says:
+/// `perl` and `node` trust `PWD`, so an inherited one made them write into the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_04_pwd_is_the_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let perl =
+        ProcessExecutor::new(["perl", "-e", r#"open(F, ">$ENV{PWD}/leak") or die"#]).expect("argv");
+    execute(&perl, dir.path(), None).await.expect("perl runs");
+    assert!(dir.path().join("leak").exists(), "perl wrote elsewhere");
+    let env = sh("env > env.txt");
+    execute(&env, dir.path(), None).await.expect("sh runs");
+    let env = std::fs::read_to_string(dir.path().join("env.txt")).expect("env.txt");
+    assert!(
+        env.lines()
+            .any(|l| l == format!("PWD={}", dir.path().display())),
+        "{env}"
+    );
+    assert!(!env.lines().any(|l| l.starts_with("OLDPWD=")), "{env}");
+}
