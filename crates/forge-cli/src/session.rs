@@ -66,23 +66,27 @@ impl Settings {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The executors: `--executor-for` templates by name, the `--executor` template for
-    /// every other executor name the plan uses, and the resolver.
+    /// The executors: the `--executor` template for tasks without an `executor` field (or
+    /// with `executor = "default"`), an `--executor-for NAME=CMD` template for every other
+    /// name the plan uses, and the resolver.
+    ///
+    /// # Errors
+    ///
+    /// A bad template; an `--executor-for` name no task uses; a task naming an executor
+    /// that no `--executor-for` gives (a typo such as `cluade` must not quietly fall back to
+    /// `--executor`), listing the names that are known.
     pub(crate) fn executors(&self, plan: &Plan) -> Result<Executors, String> {
         let executor: Arc<dyn Executor> = Arc::new(
             ProcessExecutor::from_template(&self.executor)
                 .map_err(|e| format!("--executor: {e}"))?,
         );
+        let mut used: Vec<&str> = plan.tasks.iter().map(|t| t.executor.as_str()).collect();
+        used.sort_unstable();
+        used.dedup();
         let mut executors = Executors::default();
-        executors.insert(forge_core::DEFAULT_EXECUTOR, executor.clone());
-        for task in &plan.tasks {
-            executors.insert(task.executor.clone(), executor.clone());
-        }
+        executors.insert(forge_core::DEFAULT_EXECUTOR, executor);
         for (name, template) in &self.executors_for {
-            if !plan.tasks.iter().any(|t| &t.executor == name) {
-                let mut used: Vec<&str> = plan.tasks.iter().map(|t| t.executor.as_str()).collect();
-                used.sort_unstable();
-                used.dedup();
+            if !used.contains(&name.as_str()) {
                 return Err(format!(
                     "--executor-for {name}=...: no task of the plan uses executor `{name}` (it uses: {})",
                     used.join(", ")
@@ -91,6 +95,25 @@ impl Settings {
             let named = ProcessExecutor::from_template(template)
                 .map_err(|e| format!("--executor-for {name}=...: {e}"))?;
             executors.insert(name.clone(), Arc::new(named));
+        }
+        let mut known: Vec<&str> = std::iter::once(forge_core::DEFAULT_EXECUTOR)
+            .chain(self.executors_for.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if let Some(task) = plan
+            .tasks
+            .iter()
+            .find(|t| !known.contains(&t.executor.as_str()))
+        {
+            return Err(format!(
+                "task `{}` uses executor `{}`, which is not known (known: {}); give \
+                 --executor-for {}=CMD, or drop the task's `executor` field to use --executor",
+                task.id,
+                task.executor,
+                known.join(", "),
+                task.executor
+            ));
         }
         if let Some(resolver) = &self.resolver {
             let resolver =

@@ -28,8 +28,11 @@ the view at {workdir}, its own uid, no extra privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
-value is never re-split or seen by a shell. A task whose `executor` field is NAME uses the \
---executor-for NAME=CMD command when one is given; every other task uses --executor. The command runs in its own process group, in the task's view; on \
+value is never re-split or seen by a shell. A task without an `executor` field (or with \
+`executor = \"default\"`) uses --executor; a task whose `executor` field is any other NAME \
+uses --executor-for NAME=CMD, and a NAME without one is refused before the run starts (a \
+typo never falls back to --executor). The command runs in its own process group, in the \
+task's view; on \
 timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means \
 retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
 failure is retried if the task has retries.
@@ -123,6 +126,9 @@ type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode);
 /// settings into it.
 fn prepare(args: Args) -> Result<Prepared, String> {
     let plan = Plan::load(&args.plan).map_err(|e| e.to_string())?;
+    if plan.tasks.is_empty() {
+        return Err(format!("{}: the plan has no tasks", args.plan.display()));
+    }
     let plan = plan.validate().map_err(|err| {
         format!(
             "{} is invalid:\n  {}",

@@ -582,3 +582,66 @@ fn trust_10_default_run_dir_is_private_and_new() {
         text(&out).1
     );
 }
+
+/// Typos that changed meaning are errors: a task naming an executor nobody gave (it fell
+/// back to --executor), a Droidz near-miss field (the dependency was dropped), an empty
+/// plan (ran 0 tasks, exit 0).
+#[test]
+fn trust_20_typos_are_errors() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        "[[task]]\nid = \"a\"\n\n[[task]]\nid = \"b\"\nexecutor = \"cluade\"\n",
+    );
+    let out = sandbox.run(&["--executor", "touch {task}.ran"], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "task `b` uses executor `cluade`, which is not known (known: default); give \
+             --executor-for cluade=CMD, or drop the task's `executor` field to use --executor"
+        ),
+        "{stderr}"
+    );
+    assert!(!sandbox.path().join("a.ran").exists());
+
+    sandbox.write(
+        "droidz.json",
+        r#"{"tasks": [{"key": "A-1"}, {"key": "A-2", "dependecies": ["A-1"]}]}"#,
+    );
+    let out = forge(sandbox.path(), &["plan", "droidz.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("task `A-2`: unknown field `dependecies`, did you mean `dependencies`?"),
+        "{}",
+        text(&out).1
+    );
+
+    for (name, contents) in [("empty.toml", ""), ("none.json", "{\"tasks\": []}")] {
+        sandbox.write(name, contents);
+        let out = forge(sandbox.path(), &["plan", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert_eq!(
+            text(&out).1,
+            format!("forge plan: {name}: the plan has no tasks\n")
+        );
+        let out = forge(
+            sandbox.path(),
+            &[
+                "run",
+                name,
+                "--executor",
+                "true",
+                "--run-dir",
+                &sandbox.run_dir(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert_eq!(
+            text(&out).1,
+            format!("forge run: {name}: the plan has no tasks\n")
+        );
+    }
+}

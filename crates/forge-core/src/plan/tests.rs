@@ -176,3 +176,17 @@ fn load_names_the_file() {
         )
     );
 }
+
+#[test]
+fn trust_20_droidz_near_miss_field_is_an_error() {
+    check_error(
+        r#"{"tasks": [{"key": "A-1"}, {"key": "A-2", "dependecies": ["A-1"], "status": "todo"}]}"#,
+        "invalid droidz json plan: task `A-2`: unknown field `dependecies`, did you mean `dependencies`?",
+    );
+    // Fields far from the known ones are Droidz's own and stay ignored.
+    let plan = Plan::parse(
+        r#"{"tasks": [{"key": "A-1", "status": "todo", "estimate": 3, "labels": ["x"]}]}"#,
+    )
+    .expect("extra fields are fine");
+    assert_eq!(plan.tasks[0].id, "A-1");
+}
