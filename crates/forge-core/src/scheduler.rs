@@ -148,6 +148,10 @@ pub struct RunOptions {
     /// Cancel this to stop the run: running attempts are cancelled, nothing new starts, and
     /// `run` returns once every attempt has ended.
     pub cancel: CancellationToken,
+    /// Cancel this to stop the run at once: like [`cancel`](Self::cancel), but running
+    /// attempts are dropped without waiting for them to stop (a process executor SIGKILLs
+    /// its group, an engine attempt tears its view down). For a second Ctrl-C.
+    pub abort: CancellationToken,
     /// Where events go (none by default).
     pub bus: Option<EventBus>,
     /// Runs each attempt (default: [`DirectRunner`]).
@@ -191,6 +195,7 @@ impl Default for RunOptions {
             backoff: Backoff::default(),
             workdir: PathBuf::from("."),
             cancel: CancellationToken::new(),
+            abort: CancellationToken::new(),
             bus: None,
             runner: None,
             seed: None,

@@ -107,6 +107,8 @@ pub(super) struct Coordinator<'p> {
     max_rate_limit_total: Duration,
     seed: Option<u64>,
     run_cancel: CancellationToken,
+    /// Cancelled to drop every running attempt at once.
+    run_abort: CancellationToken,
     /// Child of `run_cancel`; cancelled to stop every attempt (fail-fast or cancel).
     attempts_token: CancellationToken,
     bus: Option<EventBus>,
@@ -220,6 +222,7 @@ impl<'p> Coordinator<'p> {
             max_rate_limit_total: options.max_rate_limit_total,
             seed: options.seed,
             run_cancel: options.cancel,
+            run_abort: options.abort,
             attempts_token,
             bus: options.bus,
             workdir: Arc::from(options.workdir.as_path()),
@@ -281,6 +284,10 @@ impl<'p> Coordinator<'p> {
         let cancelled = run_cancel.cancelled();
         tokio::pin!(cancelled);
         let mut cancel_seen = false;
+        let run_abort = self.run_abort.clone();
+        let aborted = run_abort.cancelled();
+        tokio::pin!(aborted);
+        let mut abort_seen = false;
         let mut ended = Vec::with_capacity(64);
         loop {
             if self.stop.is_none() {
@@ -299,6 +306,15 @@ impl<'p> Coordinator<'p> {
                 () = &mut cancelled, if !cancel_seen => {
                     cancel_seen = true;
                     self.begin_stop(Stop::Cancelled);
+                }
+                () = &mut aborted, if !abort_seen => {
+                    abort_seen = true;
+                    self.begin_stop(Stop::Cancelled);
+                    // Dropped attempts still report (see `Report`).
+                    self.stop_deadline = None;
+                    for handle in self.handles.iter().flatten() {
+                        handle.abort();
+                    }
                 }
                 _ = self.done_rx.recv_many(&mut ended, 256), if self.running > 0 => {
                     for end in ended.drain(..) {

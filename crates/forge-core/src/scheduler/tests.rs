@@ -591,3 +591,44 @@ async fn trust_13_cancellation_ends_a_rate_limit_pause() {
         ["a: skipped: run cancelled", "b: skipped: run cancelled"]
     );
 }
+
+/// A second interrupt: `abort` drops attempts that ignore their token at once instead of
+/// after the stop grace period, and the run still gives every task an outcome.
+#[tokio::test(start_paused = true)]
+async fn trust_16_abort_drops_running_attempts_at_once() {
+    let dropped = Arc::new(Mutex::new(0));
+    struct Count(Arc<Mutex<u32>>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            *self.0.lock() += 1;
+        }
+    }
+    let executors = {
+        let dropped = dropped.clone();
+        Executors::single(FnExecutor::new(move |_job: Job| {
+            let count = Count(dropped.clone());
+            async move {
+                let _count = count;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(ExecOutput::default())
+            }
+        }))
+    };
+    let plan = plan(vec![Task::new("a", ""), Task::new("b", "")]);
+    let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
+    let mut options = opts()
+        .cancel(cancel.clone())
+        .stop_grace(Duration::from_secs(60));
+    options.abort = abort.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancel.cancel();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        abort.cancel();
+    });
+    let started = Instant::now();
+    let outcome = run_plan(&plan, &executors, options).await.expect("runs");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(*dropped.lock(), 2, "both attempts were dropped");
+    assert_eq!(summary(&outcome), ["a: cancelled", "b: cancelled"]);
+}
