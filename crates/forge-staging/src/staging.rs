@@ -288,6 +288,24 @@ impl Staging {
         self.inner.store.commit(changes)
     }
 
+    /// As [`commit`](Self::commit), recording `label` (for forge-core, the task id) in the
+    /// layer's manifest, where [`layer_labels`](Self::layer_labels) reads it back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
+    pub fn commit_for(&self, label: &str, changes: &[LayerChange]) -> Result<u64, StagingError> {
+        self.inner.store.commit_labelled(changes, Some(label))
+    }
+
+    /// Every committed generation with the label it was committed with (`None` for
+    /// [`commit`](Self::commit)), oldest first: what the layers on disk say was committed,
+    /// whatever a caller's own records say.
+    #[must_use]
+    pub fn layer_labels(&self) -> Vec<(u64, Option<String>)> {
+        self.inner.store.labels()
+    }
+
     /// Writes the head generation into the repository, crash-safely: a publish record is
     /// written first, then every path touched by the layers is replaced by temp file and
     /// rename. If the process dies halfway, the next `publish` (after re-opening the run

@@ -4,6 +4,7 @@ mod metrics;
 mod plan;
 mod resume;
 mod run;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

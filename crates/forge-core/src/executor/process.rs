@@ -89,7 +89,7 @@ pub(crate) const REPOSITORY_ENV: &[&str] = &[
 /// |---|---|
 /// | 0 | success |
 /// | 75 (`EX_TEMPFAIL`) | retryable |
-/// | 76 | rate limited: pause this executor for the last `forge:retry-after SECONDS` printed, else 60 s |
+/// | 76 | rate limited: pause this executor for the last valid `forge:retry-after SECONDS` printed (cut to 24 h and the task's timeout; a malformed value counts as none), else 60 s; the run's rate-limit budget bounds the pauses |
 /// | 126, 127 (cannot execute, not found), or the command cannot be started | fatal |
 /// | codes listed with [`fatal_exit_codes`](Self::fatal_exit_codes) | fatal |
 /// | any other non-zero code, or killed by a signal it did not get from us | retryable (so a task's `retries` apply) |
