@@ -46,6 +46,11 @@ impl Op {
         !matches!(self, Op::Dir)
     }
 
+    /// Whether this op leaves a directory at its path.
+    pub(crate) fn is_dir(self) -> bool {
+        matches!(self, Op::Dir | Op::Opaque)
+    }
+
     fn of_entry(entry: &Entry) -> Op {
         match entry {
             Entry::File {
