@@ -102,8 +102,12 @@ impl<'a> Collector<'a> {
 
     /// Records the deletion of everything strictly below `path` in the generation.
     pub(crate) fn emit_deleted_subtree(&mut self, path: &str) -> Result<()> {
-        for (p, _) in self.inner.store.subtree(self.generation, path)? {
-            if !self.inner.ignores.is_ignored(&p) {
+        for (p, loc) in self.inner.store.subtree(self.generation, path)? {
+            if !self
+                .inner
+                .ignores
+                .is_ignored(&p, loc.kind == EntryKind::Dir)
+            {
                 self.push(Change {
                     path: p,
                     kind: ChangeKind::Deleted,
@@ -130,14 +134,14 @@ impl<'a> Collector<'a> {
     }
 
     /// The change set, sorted by path.
-    pub(crate) fn finish(mut self) -> ChangeSet {
+    pub(crate) fn finish(mut self) -> Result<ChangeSet> {
         self.changes.sort_by(|a, b| a.path.cmp(&b.path));
         self.rejected.sort_by(|a, b| a.path.cmp(&b.path));
         self.rejected.dedup();
-        ChangeSet {
+        Ok(ChangeSet {
             changes: self.changes,
             rejected: self.rejected,
-        }
+        })
     }
 }
 

@@ -87,7 +87,7 @@ pub enum StagingError {
         #[source]
         source: io::Error,
     },
-    /// A `git` command failed (worktree backend).
+    /// A `git` command failed (worktree backend, or reading git's ignore rules).
     #[error("git {args} in {dir} failed: {message}")]
     Git {
         /// The arguments given to git.
@@ -111,6 +111,24 @@ pub enum StagingError {
         /// The offending file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// An ignore file (or [`StagingOptions::ignores`](crate::StagingOptions::ignores))
+    /// holds a pattern that does not parse.
+    #[error("bad ignore pattern in {source_file}: {reason}")]
+    Ignore {
+        /// The file the pattern came from.
+        source_file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A directory walk failed or one of its threads panicked: the walk's result is not
+    /// used (a partial walk would read as deleted files).
+    #[error("walking {path} failed: {reason}")]
+    Walk {
+        /// The directory walked.
+        path: PathBuf,
+        /// What went wrong.
         reason: String,
     },
 }

@@ -23,7 +23,9 @@
 //! - `reflink`: per-file clones (`FICLONE`) where the file system has them; falls back to
 //!   `copy` with the reason in [`Staging::backend_reason`].
 //! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
-//!   against a snapshot taken while copying.
+//!   against a snapshot taken while copying. Every walk is the `ignore` crate's parallel
+//!   walker; a failure or a panic on any of its threads is an error, never a partial
+//!   change set.
 //! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
 //!   changes and the generation's layers applied; needs a git repository.
 //!
@@ -38,13 +40,19 @@
 //!   `user.` opaque markers, when it grows past `max_overlay_layers` or one page of mount
 //!   options), `views/NAME` (live views), `trash/` (views being deleted on a background
 //!   thread), `publish.json` (the publish record).
-//! - Change sets name files, symlinks and directories; ignored paths (`.git`, `target`,
-//!   `node_modules` and [`StagingOptions::ignores`]) are skipped. Only the execute bit of
-//!   a file's mode is tracked, as git does.
+//! - Change sets name files, symlinks and directories. Ignored paths are skipped: in a
+//!   git work tree git's own rules (every `.gitignore`, `info/exclude`,
+//!   `core.excludesFile`; [`StagingOptions::git_excludes_file`] when that is unset), read
+//!   once at [`Staging::open`] so that an agent editing a `.gitignore` cannot hide or
+//!   reveal anything mid-run, and a tracked path is never ignored; in a plain directory
+//!   `target` and `node_modules` at any depth ([`StagingOptions::default_ignores`]); in
+//!   both `.git` at any depth and [`StagingOptions::ignores`]. Ignored files stay visible
+//!   in views (agents need `.env`, `node_modules`, `target`); they are never collected.
+//!   Only the execute bit of a file's mode is tracked, as git does.
 //! - Special files (FIFOs, sockets, devices) in the repository are invisible to
 //!   generations; in a view they are [`Rejected`], never copied.
-//! - `worktree` views lack the paths forge ignores (`target/`, `node_modules/`), which git
-//!   worktrees never copy.
+//! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
+//!   which git worktrees never copy.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
 //!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
 //!   fails with an error naming the holder. When this process dies, the namespace and
@@ -93,6 +101,7 @@ mod collect;
 mod copy;
 mod error;
 mod history;
+mod ignores;
 mod layers;
 mod overlay;
 mod paths;
@@ -103,6 +112,7 @@ mod sys;
 mod types;
 mod userns;
 mod view;
+mod walk;
 mod worktree;
 
 pub use cleanup::cleanup;

@@ -369,7 +369,7 @@ pub(crate) fn collect(
     let flavor = Flavor::of(inner.ns.as_ref());
     let mut c = Collector::new(inner, generation);
     walk_upper(&mut c, flavor, upper, mnt, "")?;
-    Ok(c.finish())
+    c.finish()
 }
 
 fn walk_upper(
@@ -388,12 +388,12 @@ fn walk_upper(
             c.reject(lossy(dir, &name), RejectReason::NonUtf8Name);
             continue;
         };
-        if c.inner.ignores.is_ignored_child(dir, name_str) {
-            continue;
-        }
         let path = paths::join(dir, name_str);
         let disk = item.path();
         let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+        if c.inner.ignores.is_ignored_child(&path, meta.is_dir()) {
+            continue;
+        }
         if sys::is_whiteout(&meta) {
             let old = c.old(&path)?;
             c.emit(&path, old, None)?;
@@ -445,12 +445,12 @@ fn compare_subtree(c: &mut Collector<'_>, mnt: &Path, dir: &str, was_dir: bool) 
                 c.reject(lossy(&d, &name), RejectReason::NonUtf8Name);
                 continue;
             };
-            if c.inner.ignores.is_ignored_child(&d, name_str) {
-                continue;
-            }
             let path = paths::join(&d, name_str);
             let disk = item.path();
             let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+            if c.inner.ignores.is_ignored_child(&path, meta.is_dir()) {
+                continue;
+            }
             let old_loc = old.remove(&path);
             if meta.is_dir() {
                 let was_child_dir = old_loc.as_ref().is_some_and(|l| l.kind == EntryKind::Dir);
@@ -470,8 +470,12 @@ fn compare_subtree(c: &mut Collector<'_>, mnt: &Path, dir: &str, was_dir: bool) 
     }
     // Whatever the generation had below `dir` and the view lacks was deleted.
     // Descendants of a vanished directory are in `old` too: each gets its own deletion.
-    for path in old.into_keys() {
-        if !c.inner.ignores.is_ignored(&path) {
+    for (path, loc) in old {
+        if !c
+            .inner
+            .ignores
+            .is_ignored(&path, loc.kind == EntryKind::Dir)
+        {
             c.emit_deleted_path(&path);
         }
     }

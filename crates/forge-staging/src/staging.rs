@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::error::{Result, StagingError};
+use crate::ignores::Ignores;
 use crate::layers::Store;
-use crate::paths::{self, Ignores};
+use crate::paths;
 use crate::types::{Backend, Entry, LayerChange, OverlayMode, PublishReport, StagingOptions};
 use crate::userns::Namespace;
 use crate::view::View;
@@ -113,7 +114,7 @@ impl Staging {
         if let Some(published) = publish::published_generation(&run_dir)? {
             store.set_oldest(published);
         }
-        let ignores = Ignores::new(&opts.ignores, opts.default_ignores);
+        let ignores = Ignores::load(&repo, &opts)?;
         let inner = Inner {
             repo,
             run_dir,
@@ -177,10 +178,17 @@ impl Staging {
         self.inner.store.oldest()
     }
 
-    /// Whether `path` is skipped by change collection.
+    /// Whether `path` is skipped by change collection (git's ignore rules as the run
+    /// opened, see [`StagingOptions::ignores`]); a path that is a directory in the head
+    /// generation is matched as a directory.
     #[must_use]
     pub fn is_ignored(&self, path: &str) -> bool {
-        self.inner.ignores.is_ignored(path)
+        let is_dir = self
+            .inner
+            .store
+            .lookup(self.head(), path)
+            .is_ok_and(|l| l.is_some_and(|l| l.kind == crate::EntryKind::Dir));
+        self.inner.ignores.is_ignored(path, is_dir)
     }
 
     /// How many views of this staging are alive in this process.
@@ -286,6 +294,24 @@ impl Staging {
     /// lacks, or writing fails.
     pub fn commit(&self, changes: &[LayerChange]) -> Result<u64, StagingError> {
         self.inner.store.commit(changes)
+    }
+
+    /// As [`commit`](Self::commit), recording `label` (for forge-core, the task id) in the
+    /// layer's manifest, where [`layer_labels`](Self::layer_labels) reads it back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
+    pub fn commit_for(&self, label: &str, changes: &[LayerChange]) -> Result<u64, StagingError> {
+        self.inner.store.commit_labelled(changes, Some(label))
+    }
+
+    /// Every committed generation with the label it was committed with (`None` for
+    /// [`commit`](Self::commit)), oldest first: what the layers on disk say was committed,
+    /// whatever a caller's own records say.
+    #[must_use]
+    pub fn layer_labels(&self) -> Vec<(u64, Option<String>)> {
+        self.inner.store.labels()
     }
 
     /// Writes the head generation into the repository, crash-safely: a publish record is

@@ -127,12 +127,18 @@ pub enum OverlayMode {
 pub struct StagingOptions {
     /// The backend to use; `None` chooses automatically (overlay, then reflink, then copy).
     pub backend: Option<Backend>,
-    /// Extra ignored paths. An entry without `/` (a trailing `/` is dropped) ignores every
-    /// path component of that name at any depth; an entry with `/` ignores that path prefix
-    /// from the repository root. `.git` is always ignored.
+    /// Extra ignored paths, in gitignore syntax rooted at the repository (`build/`, `*.log`,
+    /// `docs/gen`), on top of git's rules (or the plain-directory defaults). `.git` at any
+    /// depth is always ignored; a path git tracks never is.
     pub ignores: Vec<String>,
-    /// Whether `target` and `node_modules` are ignored (the default).
+    /// Whether `target` and `node_modules` are ignored at any depth when the repository is
+    /// not a git work tree (the default). In a git work tree git's rules decide instead.
     pub default_ignores: bool,
+    /// The exclude file git reads when `core.excludesFile` is not set: git's default is
+    /// `$XDG_CONFIG_HOME/git/ignore`, else `$HOME/.config/git/ignore`. The library reads no
+    /// environment variable, so the caller (the CLI) fills this in; `None` reads none.
+    /// `core.excludesFile` itself is read with `git config` at [`Staging::open`](crate::Staging::open).
+    pub git_excludes_file: Option<PathBuf>,
     /// The most lower directories an overlay mount may stack before layers are compacted.
     /// overlayfs accepts 500; the option string (one page) usually binds first.
     pub max_overlay_layers: usize,
@@ -146,6 +152,7 @@ impl Default for StagingOptions {
             backend: None,
             ignores: Vec::new(),
             default_ignores: true,
+            git_excludes_file: None,
             max_overlay_layers: 128,
             overlay_mode: OverlayMode::Auto,
         }

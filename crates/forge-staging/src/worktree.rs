@@ -111,7 +111,11 @@ fn sync_working_changes(inner: &Inner, tree: &Path) -> Result<()> {
 /// Makes `path` in the worktree match the repository's working directory.
 fn sync_path(inner: &Inner, tree: &Path, path: &str) -> Result<()> {
     let path = path.trim_end_matches('/');
-    if path.is_empty() || inner.ignores.is_ignored(path) {
+    if path.is_empty()
+        || inner
+            .ignores
+            .is_ignored(path, inner.repo.join(path).is_dir())
+    {
         return Ok(());
     }
     let src = inner.repo.join(path);
@@ -159,10 +163,10 @@ fn create_empty_dirs(inner: &Inner, repo: &Path, tree: &Path, dir: &str) -> Resu
         let Some(name) = item.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if !is_dir || inner.ignores.is_ignored_child(dir, &name) {
+        let path = crate::paths::join(dir, &name);
+        if !is_dir || inner.ignores.is_ignored_child(&path, true) {
             continue;
         }
-        let path = crate::paths::join(dir, &name);
         let target = tree.join(&path);
         if !target.exists() {
             fs::create_dir(&target).map_err(StagingError::io("mkdir", &target))?;

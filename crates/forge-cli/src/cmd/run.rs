@@ -4,13 +4,15 @@
 //!
 //! Exit status: 0 when every task succeeded, 1 when some did not, 2 on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forge_core::{EngineOptions, Executors, Plan, ValidatedPlan, run_engine};
 
 use crate::display::Mode;
 use crate::session::{self, Settings};
+
+mod place;
 
 /// Arguments of `forge run`.
 #[derive(Debug, clap::Args)]
@@ -26,8 +28,11 @@ the view at {workdir}, its own uid, no extra privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
-value is never re-split or seen by a shell. A task whose `executor` field is NAME uses the \
---executor-for NAME=CMD command when one is given; every other task uses --executor. The command runs in its own process group, in the task's view; on \
+value is never re-split or seen by a shell. A task without an `executor` field (or with \
+`executor = \"default\"`) uses --executor; a task whose `executor` field is any other NAME \
+uses --executor-for NAME=CMD, and a NAME without one is refused before the run starts (a \
+typo never falls back to --executor). The command runs in its own process group, in the \
+task's view; on \
 timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means \
 retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
 failure is retried if the task has retries.
@@ -117,8 +122,13 @@ fn bad_input(message: &str) -> ExitCode {
 
 type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode);
 
+/// Checks every argument, then (only then) creates the run directory and writes the
+/// settings into it.
 fn prepare(args: Args) -> Result<Prepared, String> {
     let plan = Plan::load(&args.plan).map_err(|e| e.to_string())?;
+    if plan.tasks.is_empty() {
+        return Err(format!("{}: the plan has no tasks", args.plan.display()));
+    }
     let plan = plan.validate().map_err(|err| {
         format!(
             "{} is invalid:\n  {}",
@@ -126,10 +136,11 @@ fn prepare(args: Args) -> Result<Prepared, String> {
             err.to_string().replace('\n', "\n  ")
         )
     })?;
-    let repo =
+    let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let repo = place::find_repository(&cwd)?;
     let settings = Settings {
-        repo: repo.clone(),
+        repo: repo.top.clone(),
         executor: args.executor,
         executors_for: args.executors_for,
         resolver: args.resolver,
@@ -140,26 +151,35 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         conflicts: args.conflicts,
         scope: args.scope,
     };
-    let run_dir = match args.run_dir {
-        Some(dir) => {
-            std::path::absolute(&dir).map_err(|e| format!("--run-dir {}: {e}", dir.display()))?
-        }
-        None => default_run_dir(&repo),
-    };
-    // Check every option before anything is written.
-    let options = settings.engine_options(&run_dir)?;
     let executors = settings.executors(&plan.to_plan())?;
+    let explicit_run_dir = match &args.run_dir {
+        Some(dir) => {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| format!("--run-dir {}: {e}", dir.display()))?;
+            place::check_run_dir(&dir, &repo.top)?;
+            Some(dir)
+        }
+        None => None,
+    };
+    // The options are checked here; the run directory they name is filled in once it exists.
+    let mut options = settings.engine_options(explicit_run_dir.as_deref().unwrap_or(&repo.top))?;
+
+    // Everything is checked: from here on, write.
+    let run_dir = match explicit_run_dir {
+        Some(dir) => {
+            place::create_run_dir(&dir)?;
+            dir
+        }
+        None => place::create_default_run_dir(&repo.top)?,
+    };
+    options.run_dir = run_dir.clone();
+    if let Some(started_in) = &repo.started_in {
+        eprintln!(
+            "forge run: running in the repository at {} (you are in {})",
+            repo.top.display(),
+            started_in.display()
+        );
+    }
     settings.save(&run_dir)?;
     Ok((plan, executors, options, run_dir, Mode::pick(args.json)))
-}
-
-/// `$TMPDIR/forge-run-REPO-SECONDS-PID`: new for every run, outside the repository.
-fn default_run_dir(repo: &Path) -> PathBuf {
-    let name = repo
-        .file_name()
-        .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    std::env::temp_dir().join(format!("forge-run-{name}-{secs}-{}", std::process::id()))
 }

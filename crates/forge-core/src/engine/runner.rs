@@ -263,7 +263,7 @@ impl EngineRunner {
 
     async fn open_view(&self, task: &Task, attempt: u32) -> Result<View, ExecError> {
         let staging = self.staging.clone();
-        let name = view_name(&task.id, attempt);
+        let name = view_name(&task.id, ViewRole::Attempt, attempt);
         let generation = staging.head();
         let view = blocking(&task.id, move || staging.create_view(generation, &name))
             .await?
@@ -338,7 +338,7 @@ impl EngineRunner {
             return Err(self.fail_conflict(report));
         };
         let staging = self.staging.clone();
-        let name = view_name(&format!("{}-resolve", task.id), ctx.attempt);
+        let name = view_name(&task.id, ViewRole::Resolve, ctx.attempt);
         let changes = changes.clone();
         let (view, files) = blocking(&task.id, move || {
             // The attempt's changes merged into the head, conflicted files with markers.
@@ -432,8 +432,12 @@ fn changes_paths(changes: &ChangeSet) -> Vec<String> {
     changes.changes.iter().map(|c| c.path.clone()).collect()
 }
 
-/// A file-system-safe view name: the task id with anything unusual replaced, and the attempt.
-fn view_name(task: &str, attempt: u32) -> String {
+/// A file-system-safe view name, unique per task id, role and attempt: the id with anything
+/// unusual replaced and cut to 48 characters (for people reading the run directory), a hash
+/// of the whole id (so `a b` and `a_b`, or two ids sharing their first 48 characters, get
+/// different views), the role (`resolve` for a conflict resolution's view) and the attempt.
+fn view_name(task: &str, role: ViewRole, attempt: u32) -> String {
+    use std::hash::Hasher as _;
     let safe: String = task
         .chars()
         .map(|c| {
@@ -443,9 +447,25 @@ fn view_name(task: &str, attempt: u32) -> String {
                 '_'
             }
         })
-        .take(64)
+        .take(48)
         .collect();
-    format!("{safe}-{attempt}")
+    // FxHasher is deterministic (no random seed), so a name is the same in every process.
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(task.as_bytes());
+    let hash = hasher.finish();
+    match role {
+        ViewRole::Attempt => format!("{safe}-{hash:016x}-{attempt}"),
+        ViewRole::Resolve => format!("{safe}-{hash:016x}-resolve-{attempt}"),
+    }
+}
+
+/// What a view is for.
+#[derive(Debug, Clone, Copy)]
+enum ViewRole {
+    /// A task's attempt.
+    Attempt,
+    /// The conflict resolution after a task's attempt.
+    Resolve,
 }
 
 fn has_markers(data: &[u8]) -> bool {

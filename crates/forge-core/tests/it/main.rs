@@ -1,6 +1,7 @@
 //! Integration tests of forge-core: real processes, random DAGs, and the seed plan.
 
 mod engine;
+mod fuzz;
 mod plans;
 mod process;
 mod props;

@@ -5,6 +5,7 @@ mod support;
 
 mod cleanup;
 mod git_status;
+mod ignores;
 mod model;
 mod userns;
 mod views;
