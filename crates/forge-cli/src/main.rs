@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod display;
+mod land;
 mod session;
 
 /// Run many coding agents in parallel on one repository, safely.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::display::{self, Mode};
+use crate::land::Landing;
 
 const SETTINGS_FILE: &str = "forge-cli.json";
 
@@ -47,6 +48,9 @@ pub(crate) struct Settings {
     pub(crate) conflicts: String,
     /// `--scope`.
     pub(crate) scope: String,
+    /// `--land`, `--name`, `--author`.
+    #[serde(default = "Landing::legacy")]
+    pub(crate) landing: Landing,
 }
 
 impl Settings {
@@ -146,6 +150,7 @@ impl Settings {
             .backend(backend)
             .conflicts(conflicts)
             .scope(parse_scope(&self.scope)?)
+            .publish(self.landing.publishes())
             .run(run);
         options.staging.overlay_mode = overlay_mode;
         if let Some(step) = std::env::var(FAULT_ENV)
@@ -215,6 +220,7 @@ pub(crate) fn drive<F, Fut>(
     mode: Mode,
     run_dir: &Path,
     mut options: EngineOptions,
+    landing: Option<(&Landing, &Path)>,
     start: F,
 ) -> ExitCode
 where
@@ -262,6 +268,14 @@ where
         match outcome {
             Ok(outcome) => {
                 display::summarize(&outcome, run_dir, mode);
+                // An interrupted run gets its branch when `forge resume` finishes it.
+                if signal == 0
+                    && let Some((landing, repo)) = landing
+                    && let Err(err) = landing.write(repo, run_dir, mode)
+                {
+                    eprintln!("forge {command}: writing the run branch: {err}");
+                    return ExitCode::from(1);
+                }
                 if outcome.is_success() {
                     ExitCode::SUCCESS
                 } else if signal != 0 {

@@ -194,6 +194,20 @@ pub fn check_branch_free(repo: &Path, name: &str) -> Result<(), LandError> {
     }
 }
 
+/// Checks that `author` is `Name <email>` as git takes it.
+///
+/// # Errors
+///
+/// [`LandError::BadAuthor`].
+pub fn check_author(author: &str) -> Result<(), LandError> {
+    match parse_ident(author) {
+        Some(_) => Ok(()),
+        None => Err(LandError::BadAuthor {
+            author: author.to_owned(),
+        }),
+    }
+}
+
 fn check_name(repo: &Path, name: &str, refname: &str) -> Result<(), LandError> {
     let bad = || LandError::BadName {
         name: name.to_owned(),
@@ -467,14 +481,8 @@ fn one_line(text: &str) -> String {
 /// `Name <email>`: the given author (checked), the repository's identity, or the default.
 fn identity(repo: &Path, author: Option<&str>) -> Result<String, LandError> {
     if let Some(author) = author {
-        let ok = parse_ident(author).is_some();
-        return if ok {
-            Ok(author.trim().to_owned())
-        } else {
-            Err(LandError::BadAuthor {
-                author: author.to_owned(),
-            })
-        };
+        check_author(author)?;
+        return Ok(author.trim().to_owned());
     }
     let name = git::run(repo, &["config", "user.name"]).unwrap_or_default();
     let email = git::run(repo, &["config", "user.email"]).unwrap_or_default();

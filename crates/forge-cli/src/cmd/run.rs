@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use forge_core::{EngineOptions, Executors, Plan, ValidatedPlan, run_engine};
 
 use crate::display::Mode;
+use crate::land::{self, Land, Landing};
 use crate::session::{self, Settings};
 
 mod place;
@@ -55,6 +56,19 @@ pub(crate) struct Args {
     /// After a failure, keep running the tasks that do not depend on it.
     #[arg(long)]
     keep_going: bool,
+    /// Where the result goes: `branch` (a branch forge/NAME with one commit per merged
+    /// task; the working tree is not touched), `worktree` (the branch, and the result merged
+    /// three-way into the working tree) or `none` (only the run directory).
+    #[arg(long, default_value = "branch", value_parser = Land::parse)]
+    land: Land,
+    /// The run's name: the branch is forge/NAME (default: the plan file's stem and the
+    /// time, e.g. plan-20261205-211000). An existing branch is never overwritten.
+    #[arg(long)]
+    name: Option<String>,
+    /// Author and committer of the branch's commits, 'Name <email>' (default: the
+    /// repository's user.name and user.email, else 'forge <forge@localhost>').
+    #[arg(long)]
+    author: Option<String>,
     /// A resource pool tasks can ask for with `resources = {NAME = units}` (repeatable).
     #[arg(long = "pool", value_name = "NAME=N", value_parser = parse_pool)]
     pools: Vec<(String, u32)>,
@@ -103,11 +117,12 @@ fn parse_pool(text: &str) -> Result<(String, u32), String> {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     match prepare(args) {
-        Ok((plan, executors, options, run_dir, mode)) => {
+        Ok((plan, executors, options, run_dir, mode, settings)) => {
             if mode != Mode::Json {
                 println!("run directory: {}", run_dir.display());
             }
-            session::drive("run", mode, &run_dir, options, |options| async move {
+            let landing = Some((&settings.landing, settings.repo.as_path()));
+            session::drive("run", mode, &run_dir, options, landing, |options| async move {
                 run_engine(&plan, &executors, options).await
             })
         }
@@ -120,7 +135,7 @@ fn bad_input(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode);
+type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode, Settings);
 
 /// Checks every argument, then (only then) creates the run directory and writes the
 /// settings into it.
@@ -150,7 +165,13 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         staging: args.staging,
         conflicts: args.conflicts,
         scope: args.scope,
+        landing: Landing {
+            land: args.land,
+            name: args.name.unwrap_or_else(|| land::default_name(&args.plan)),
+            author: args.author,
+        },
     };
+    settings.landing.check(&repo.top)?;
     let executors = settings.executors(&plan.to_plan())?;
     let explicit_run_dir = match &args.run_dir {
         Some(dir) => {
@@ -181,5 +202,5 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         );
     }
     settings.save(&run_dir)?;
-    Ok((plan, executors, options, run_dir, Mode::pick(args.json)))
+    Ok((plan, executors, options, run_dir, Mode::pick(args.json), settings))
 }
