@@ -313,6 +313,15 @@ pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode
             text.push_str(&format!("  {}: {}\n", path.path, path.what));
         }
     }
+    for conflict in &outcome.publish_conflicts {
+        let kept = conflict.kept.as_ref().map_or_else(String::new, |p| {
+            format!("; the run's version is in {}", p.display())
+        });
+        text.push_str(&format!(
+            "not published: {} ({}; your version was kept{kept})\n",
+            conflict.path, conflict.kind
+        ));
+    }
     text.push_str(&metrics_digest(&outcome.metrics));
     let (backend, why) = &outcome.backend;
     text.push_str(&format!(

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use forge_events::FsyncPolicy;
-use forge_staging::{Backend, Staging, StagingOptions};
+use forge_staging::{Backend, Entry, PublishConflict, PublishMerge, Staging, StagingOptions};
 
 pub use self::commit::{ConflictReport, PathConflict};
 use self::journal::JournalWriter;
@@ -245,6 +245,10 @@ pub struct EngineOutcome {
     pub conflicts: Vec<(String, ConflictReport)>,
     /// Whether the head was written into the repository.
     pub published: bool,
+    /// Paths publishing left as the user has them: the user changed them during the run
+    /// and the run's change could not be merged with that (each also a `publish_conflict`
+    /// event). The run's version of each is kept in the run directory.
+    pub publish_conflicts: Vec<PublishConflict>,
     /// Queue wait, lock wait, run and merge times, counters and critical path of the whole
     /// run (before a resume too), derived from the journal exactly as [`status`] derives
     /// them; empty if the journal could not be read back.
@@ -252,9 +256,10 @@ pub struct EngineOutcome {
 }
 
 impl EngineOutcome {
-    /// Whether every task that ran succeeded.
+    /// Whether every task that ran succeeded and everything the run changed reached the
+    /// working tree (no publish conflict).
     pub fn is_success(&self) -> bool {
-        self.run.is_success()
+        self.run.is_success() && self.publish_conflicts.is_empty()
     }
 }
 
@@ -392,14 +397,38 @@ async fn execute(
 
     let generation = staging.head();
     let mut published = false;
+    let mut publish_conflicts = Vec::new();
     if options.publish {
         let staging = staging.clone();
-        let _report = tokio::task::spawn_blocking(move || {
+        let (changed, report) = tokio::task::spawn_blocking(move || {
             staging.wait_for_teardown();
-            staging.publish()
+            let changed = staging.changed_since_start();
+            (changed, staging.publish_with(&merge_for_publish))
         })
         .await
-        .map_err(|e| run_dir.error(format!("publishing panicked: {e}")))??;
+        .map_err(|e| run_dir.error(format!("publishing panicked: {e}")))?;
+        // Reported, not fatal: the publish below merges with these edits either way.
+        if let Ok(paths) = changed
+            && !paths.is_empty()
+        {
+            let event = Event::WorkingTreeChanged { task: None, paths };
+            journal.append(&event)?;
+            bus.publish(event);
+        }
+        let report = report?;
+        for conflict in &report.conflicts {
+            let event = Event::PublishConflict {
+                path: conflict.path.clone(),
+                reason: conflict.kind.to_string(),
+                kept: conflict
+                    .kept
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            };
+            journal.append(&event)?;
+            bus.publish(event);
+        }
+        publish_conflicts = report.conflicts;
         published = true;
     }
     journal.append_commit_point(&Event::RunPublished {
@@ -415,8 +444,36 @@ async fn execute(
         backend,
         conflicts: runner.take_conflicts(),
         published,
+        publish_conflicts,
         metrics,
     })
+}
+
+/// Publishing's merge of a path the user changed during the run (ours) and the run
+/// changed too (theirs): forge-merge's per-path three-way merge; a conflict leaves the
+/// user's version.
+fn merge_for_publish(
+    path: &str,
+    base: Option<&Entry>,
+    ours: Option<&Entry>,
+    theirs: Option<&Entry>,
+) -> PublishMerge {
+    let [base, ours, theirs] = [base, ours, theirs].map(|e| e.cloned().map(commit::to_merge));
+    let merged = forge_merge::merge_entry(
+        path,
+        base.as_ref(),
+        ours.as_ref(),
+        theirs.as_ref(),
+        &forge_merge::MergeOptions::default(),
+    );
+    if merged.is_conflict() {
+        return PublishMerge::Conflict;
+    }
+    PublishMerge::Merged(
+        merged
+            .result(ours.as_ref(), theirs.as_ref())
+            .map(commit::from_merge),
+    )
 }
 
 impl RunDir {

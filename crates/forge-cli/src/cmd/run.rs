@@ -139,6 +139,15 @@ fn prepare(args: Args) -> Result<Prepared, String> {
     let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let repo = place::find_repository(&cwd)?;
+    // Issue 13 item 17: never start over a working tree an interrupted publish left mixed.
+    if let Some(pending) =
+        forge_core::staging::pending_publish(&repo.top).map_err(|e| e.to_string())?
+    {
+        let pending = pending.display();
+        return Err(format!(
+            "an interrupted publish of the run in {pending} left this working tree half-written; run `forge resume {pending}` first"
+        ));
+    }
     let settings = Settings {
         repo: repo.top.clone(),
         executor: args.executor,

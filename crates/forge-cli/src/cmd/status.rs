@@ -30,6 +30,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
     } else {
         print!("{}", render(&state, plan.as_ref().ok()));
     }
+    // Issue 13 item 17: a publish that started and never finished leaves the tree mixed.
+    if let Ok(Some(generation)) = forge_core::staging::interrupted_publish(&args.run_dir) {
+        let dir = args.run_dir.display();
+        eprintln!(
+            "publish of generation {generation} was interrupted: the working tree holds a mix of two generations; run `forge resume {dir}` to finish it"
+        );
+    }
     ExitCode::SUCCESS
 }
 

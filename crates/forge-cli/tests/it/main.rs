@@ -2,6 +2,7 @@
 
 mod metrics;
 mod plan;
+mod publish;
 mod resume;
 mod run;
 mod signals;
