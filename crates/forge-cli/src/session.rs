@@ -37,7 +37,7 @@ pub(crate) struct Settings {
     pub(crate) resolver: Option<String>,
     /// `--jobs`.
     pub(crate) jobs: Option<usize>,
-    /// `--keep-going`.
+    /// Keep going after a failure (the default of `forge run`); `false` with `--fail-fast`.
     pub(crate) keep_going: bool,
     /// `--pool NAME=N`.
     pub(crate) pools: Vec<(String, u32)>,

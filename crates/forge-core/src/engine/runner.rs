@@ -182,9 +182,12 @@ impl EngineRunner {
             cancel: ctx.cancel.clone(),
             held: Mutex::default(),
         });
+        // The locks the agent takes while running are held until its change is committed,
+        // like the declared ones: released when the executor returns, they let a waiting
+        // task open its view on the generation before this commit and conflict with it.
         let job = ctx
             .job(view.path().to_path_buf())
-            .with_locks(attempt_locks)
+            .with_locks(attempt_locks.clone())
             .with_namespace(view.namespace().cloned());
         let output = ctx.executor.execute(job).await?;
 
@@ -232,6 +235,7 @@ impl EngineRunner {
         })
         .await?
         .map_err(|e| ExecError::fatal(format!("task {}: merging failed: {e}", task.id)))?;
+        drop(attempt_locks);
         drop(view);
         if !stale.is_empty() {
             // Merged anyway, or about to run again: either way, say which reads went stale.
