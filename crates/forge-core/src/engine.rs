@@ -314,6 +314,7 @@ pub async fn resume(
     let staging = Staging::open(&options.repo, run_dir.path(), options.staging.clone())?;
     let journal = JournalWriter::open(&run_dir, options.fsync, options.journal_hook.clone())?;
     state.settle_in_flight_commit(staging.head(), &journal)?;
+    state.settle_committed_layers(&staging.layer_labels(), &plan, &journal)?;
     drop(staging);
 
     let kept: Vec<String> = plan

@@ -167,6 +167,17 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
         }
     }
     out.push_str(&crate::display::metrics_table(&state.metrics));
+    if !state.corrupt_lines.is_empty() {
+        let lines: Vec<String> = state.corrupt_lines.iter().map(|l| l.to_string()).collect();
+        out.push_str(&format!(
+            "journal damaged: {} record{} not read (line{} {}); what they said is unknown, and \
+             `forge resume` takes what was merged from the layers on disk\n",
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" },
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join(", ")
+        ));
+    }
     if state.torn_tail || !state.corrupt_lines.is_empty() || state.events_lost > 0 {
         out.push_str(&format!(
             "journal: torn last line {}, corrupt lines {:?}, events lost {}\n",

@@ -5,6 +5,7 @@ mod plan;
 mod resume;
 mod run;
 mod signals;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -211,7 +211,8 @@ fn commit_layer(
         task: task.to_owned(),
         generation: head + 1,
     })?;
-    let generation = staging.commit(layer)?;
+    // The layer carries the task's id: where journal records are damaged, resume trusts it.
+    let generation = staging.commit_for(task, layer)?;
     // No fsync needed here: if this record is lost, resume finds `commit_started` (fsynced
     // above) and layer `generation` in staging, and rolls the commit forward. Saves one fsync
     // (2.5-5 ms on this kind of disk) per commit, and commits are serialized.

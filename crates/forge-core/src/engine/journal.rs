@@ -359,6 +359,9 @@ pub struct RunState {
     pub corrupt_lines: Vec<usize>,
     /// Events lost by the journal writer falling behind the bus.
     pub events_lost: u64,
+    /// Tasks found merged by their layer on disk although their journal records were
+    /// damaged (filled in by resume).
+    pub recovered_from_layers: Vec<String>,
     /// Queue wait, lock wait, run and merge times, counters and critical path, derived from
     /// the journal's events and timestamps (see [`MetricsRecorder`]); per executor when the
     /// run directory's plan is readable.
@@ -377,6 +380,16 @@ impl RunState {
     pub fn load(dir: &RunDir) -> Result<RunState, EngineError> {
         let recovered =
             forge_events::read_journal::<Event>(&dir.journal_path()).map_err(journal_error)?;
+        if recovered.records.is_empty()
+            && (recovered.torn_tail.is_some() || !recovered.corrupt.is_empty())
+        {
+            let lines = recovered.corrupt.len() + usize::from(recovered.torn_tail.is_some());
+            return Err(dir.error(format!(
+                "{} is not a forge journal: none of its {lines} line{} is a forge record",
+                dir.journal_path().display(),
+                if lines == 1 { "" } else { "s" }
+            )));
+        }
         let mut state = RunState {
             torn_tail: recovered.torn_tail.is_some(),
             corrupt_lines: recovered.corrupt.iter().map(|c| c.line).collect(),
@@ -513,6 +526,33 @@ impl RunState {
             self.apply(&event, 0);
         }
         self.generation = staging_head;
+        Ok(())
+    }
+
+    /// Trusts the layers on disk over the journal: every committed layer names the task that
+    /// committed it, so a task whose `commit_started` / `task_merged` records were damaged
+    /// (and are therefore not read) is still known to be merged, and is never applied twice.
+    /// Its `task_merged` record is written again now.
+    pub(super) fn settle_committed_layers(
+        &mut self,
+        labels: &[(u64, Option<String>)],
+        plan: &Plan,
+        journal: &JournalWriter,
+    ) -> Result<(), EngineError> {
+        for (generation, label) in labels {
+            let Some(task) = label else { continue };
+            if self.is_merged(task) || !plan.tasks.iter().any(|t| &t.id == task) {
+                continue;
+            }
+            let event = Event::TaskMerged {
+                task: task.clone(),
+                generation: *generation,
+                paths: 0,
+            };
+            journal.append_commit_point(&event)?;
+            self.apply(&event, 0);
+            self.recovered_from_layers.push(task.clone());
+        }
         Ok(())
     }
 

@@ -598,3 +598,86 @@ async fn deleting_a_directory_keeps_what_the_head_added_to_it() {
         );
     }
 }
+
+/// Damaged `commit_started` / `task_merged` records (here: a task name changed, which is
+/// still valid JSON) are detected by their checksum; resume trusts the layer on disk, which
+/// names its task, and never applies that task twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_09_damaged_commit_records_never_apply_a_task_twice() {
+    let f = fixture();
+    let make = |fail_c: bool| {
+        Executors::single(FnExecutor::new(move |job| async move {
+            if job.task.id == "c" && fail_c {
+                return Err(ExecError::fatal("c crashes the first time"));
+            }
+            let path = job.workdir.join("src/a.txt");
+            let text = std::fs::read_to_string(&path).expect("read a.txt");
+            std::fs::write(&path, format!("{text}{} was here\n", job.task.id)).expect("append");
+            Ok(ExecOutput::default())
+        }))
+    };
+    let plan = Plan::default()
+        .with_task(Task::new("appender", ""))
+        .with_task(Task::new("c", "").deps(["appender"]));
+    let first = run(
+        plan,
+        &make(true),
+        options(&f, Backend::Copy)
+            .publish(false)
+            .run(RunOptions::default().jobs(1).keep_going(true)),
+    )
+    .await
+    .expect("run");
+    assert!(!first.is_success());
+
+    let journal = f.run_dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let mut damaged = 0;
+    let text: String = text
+        .lines()
+        .map(|line| {
+            if line.contains("\"kind\":\"commit_started\"")
+                || line.contains("\"kind\":\"task_merged\"")
+            {
+                damaged += 1;
+                format!(
+                    "{}\n",
+                    line.replace("\"task\":\"appender\"", "\"task\":\"appendex\"")
+                )
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert_eq!(damaged, 2, "{text}");
+    std::fs::write(&journal, text).expect("damage the journal");
+    let state = status(&f.run_dir).expect("status");
+    assert_eq!(state.corrupt_lines.len(), 2, "damaged records are reported");
+    assert!(!state.tasks.contains_key("appendex"), "and never read");
+
+    let second = resume(&make(false), options(&f, Backend::Copy))
+        .await
+        .expect("resume");
+    assert!(second.is_success(), "{:?}", second.run);
+    assert_eq!(second.kept, ["appender"]);
+    assert_eq!(
+        read(&f.repo, "src/a.txt"),
+        "a\nappender was here\nc was here\n"
+    );
+}
+
+/// A journal of garbage is not read as an interrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_09_a_journal_of_garbage_is_not_a_run() {
+    let f = fixture();
+    std::fs::create_dir_all(&f.run_dir).expect("mkdir");
+    std::fs::write(f.run_dir.join("journal.jsonl"), "hello\nworld\n{\"v\":1}\n").expect("write");
+    let err = status(&f.run_dir).expect_err("not a journal");
+    assert!(
+        err.to_string()
+            .contains("is not a forge journal: none of its 3 lines is a forge record"),
+        "{err}"
+    );
+    std::fs::write(f.run_dir.join("journal.jsonl"), "").expect("write");
+    status(&f.run_dir).expect("an empty journal is a run that wrote nothing yet");
+}
