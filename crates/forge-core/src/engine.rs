@@ -15,6 +15,7 @@
 
 mod commit;
 mod journal;
+mod kept;
 mod locks;
 mod runner;
 

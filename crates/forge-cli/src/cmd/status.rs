@@ -70,6 +70,7 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
         "published": state.published,
         "tasks": tasks,
         "conflicts": conflicts,
+        "kept_work": state.kept_work,
         "journal": {
             "torn_tail": state.torn_tail,
             "corrupt_lines": state.corrupt_lines,
@@ -136,6 +137,12 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
         out.push_str("conflicts:\n");
         for (task, paths) in &state.conflicts {
             out.push_str(&format!("  {task}: {}\n", paths.join(", ")));
+        }
+    }
+    if !state.kept_work.is_empty() {
+        out.push_str("kept work of tasks that did not merge (files/ and changes.json in each):\n");
+        for dir in &state.kept_work {
+            out.push_str(&format!("  {}\n", dir.display()));
         }
     }
     if !state.scope_violations.is_empty() {

@@ -25,6 +25,10 @@ pub struct ConflictReport {
     pub head_generation: u64,
     /// Every conflicted path.
     pub paths: Vec<PathConflict>,
+    /// Where the task's whole change set was kept (`run_dir/kept/<task>-<attempt>`), when
+    /// the conflict ended the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<PathBuf>,
 }
 
 impl std::fmt::Display for ConflictReport {
@@ -40,6 +44,9 @@ impl std::fmt::Display for ConflictReport {
         )?;
         for path in &self.paths {
             write!(f, " {} ({});", path.path, path.what)?;
+        }
+        if let Some(kept) = &self.kept {
+            write!(f, " its changes are kept in {}", kept.display())?;
         }
         Ok(())
     }
@@ -181,6 +188,7 @@ pub(super) fn merge_and_commit(
             base_generation: base,
             head_generation: merged.head,
             paths: merged.conflicts,
+            kept: None,
         }));
     }
     commit_layer(staging, journal, task, merged.head, &merged.layer)

@@ -362,6 +362,9 @@ pub struct RunState {
     /// Tasks found merged by their layer on disk although their journal records were
     /// damaged (filled in by resume).
     pub recovered_from_layers: Vec<String>,
+    /// Change sets of tasks that did not merge (conflicts, writes outside their scope),
+    /// kept in the run directory: one directory each, see `changes.json` inside.
+    pub kept_work: Vec<PathBuf>,
     /// Queue wait, lock wait, run and merge times, counters and critical path, derived from
     /// the journal's events and timestamps (see [`MetricsRecorder`]); per executor when the
     /// run directory's plan is readable.
@@ -405,6 +408,7 @@ impl RunState {
             recorder.observe(&record.event, record.ts_ms);
         }
         state.metrics = recorder.snapshot();
+        state.kept_work = super::kept::list(dir.path());
         Ok(state)
     }
 

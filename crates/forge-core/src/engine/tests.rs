@@ -681,3 +681,117 @@ async fn trust_09_a_journal_of_garbage_is_not_a_run() {
     std::fs::write(f.run_dir.join("journal.jsonl"), "").expect("write");
     status(&f.run_dir).expect("an empty journal is a run that wrote nothing yet");
 }
+
+/// Reads a kept change set: its `changes.json` and the files under `files/`.
+fn kept_set(dir: &Path) -> (serde_json::Value, BTreeMap<String, String>) {
+    let manifest = std::fs::read(dir.join("changes.json")).expect("changes.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
+    let mut files = BTreeMap::new();
+    let root = dir.join("files");
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(&root).expect("under files");
+                files.insert(
+                    rel.display().to_string(),
+                    std::fs::read_to_string(&path).expect("read"),
+                );
+            }
+        }
+    }
+    (manifest, files)
+}
+
+/// A conflicted task's whole change set (the conflicting file, a new file that did not
+/// conflict, a deletion) is kept in the run directory, and the outcome says where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_08_a_conflicted_task_keeps_its_work() {
+    let f = fixture();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let executors = Executors::single(FnExecutor::new(move |job| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            let text = format!("line 5 by {}\n", job.task.id);
+            edit(&job.workdir, "src/shared.txt", "line 5\n", &text);
+            write(&job.workdir, &format!("notes/{}.md", job.task.id), "mine\n");
+            std::fs::remove_file(job.workdir.join("src/b.txt")).expect("rm");
+            Ok(ExecOutput::default())
+        }
+    }));
+    let plan = Plan::default()
+        .with_task(Task::new("first", "").priority(1))
+        .with_task(Task::new("second", ""));
+    let outcome = run(
+        plan,
+        &executors,
+        options(&f, Backend::Copy).run(RunOptions::default().jobs(2).keep_going(true)),
+    )
+    .await
+    .expect("run");
+    assert_eq!(outcome.conflicts.len(), 1);
+    let (loser, report) = &outcome.conflicts[0];
+    let kept = report
+        .kept
+        .clone()
+        .expect("the conflict names the kept work");
+    assert_eq!(kept, f.run_dir.join("kept").join(format!("{loser}-1")));
+    let Some(crate::TaskOutcome::Failed { error, .. }) = outcome.run.get(loser) else {
+        panic!("{loser} failed");
+    };
+    assert!(
+        error
+            .message()
+            .contains(&format!("its changes are kept in {}", kept.display())),
+        "{error}"
+    );
+    let (manifest, files) = kept_set(&kept);
+    assert_eq!(manifest["task"], loser.as_str());
+    assert_eq!(manifest["reason"], "conflict");
+    assert_eq!(manifest["deleted"], serde_json::json!(["src/b.txt"]));
+    assert_eq!(files[&format!("notes/{loser}.md")], "mine\n");
+    assert!(files["src/shared.txt"].contains(&format!("line 5 by {loser}\n")));
+    assert!(!f.repo.join(format!("notes/{loser}.md")).exists());
+    let state = status(&f.run_dir).expect("status");
+    assert_eq!(state.kept_work, [kept]);
+}
+
+/// A task rejected for writing outside its declared scope keeps its work too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_08_a_scope_rejected_task_keeps_its_work() {
+    let f = fixture();
+    let executors = scripted(vec![(
+        "api",
+        act(|d| {
+            write(d, "src/a.txt", "in scope\n");
+            write(d, "README.md", "outside\n");
+        }),
+    )]);
+    let plan = Plan::default().with_task(Task::new("api", "").writes(["src/a.txt"]));
+    let outcome = run(
+        plan,
+        &executors,
+        options(&f, Backend::Copy).scope(ScopePolicy::Reject),
+    )
+    .await
+    .expect("run");
+    let Some(crate::TaskOutcome::Failed { error, .. }) = outcome.run.get("api") else {
+        panic!("api failed");
+    };
+    let kept = f.run_dir.join("kept/api-1");
+    assert!(
+        error
+            .message()
+            .ends_with(&format!("its changes are kept in {}", kept.display())),
+        "{error}"
+    );
+    let (manifest, files) = kept_set(&kept);
+    assert_eq!(manifest["reason"], "scope");
+    assert_eq!(files["src/a.txt"], "in scope\n");
+    assert_eq!(files["README.md"], "outside\n");
+    assert_eq!(read(&f.repo, "README.md"), "# sample\n");
+}
