@@ -55,6 +55,9 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
                 TaskState::Failed { error } => json!({"state": "failed", "error": error}),
                 TaskState::Skipped { reason } => json!({"state": "skipped", "reason": reason}),
                 TaskState::Cancelled => json!({"state": "cancelled"}),
+                TaskState::Interrupted { attempt } => {
+                    json!({"state": "interrupted", "attempt": attempt})
+                }
                 other => json!({"state": format!("{other:?}")}),
             };
             (id, value)
@@ -68,6 +71,7 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
     let report = json!({
         "generation": state.generation,
         "published": state.published,
+        "live": state.live,
         "tasks": tasks,
         "conflicts": conflicts,
         "kept_work": state.kept_work,
@@ -94,7 +98,7 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
     let mut out = String::new();
     let count = |f: fn(&TaskState) -> bool| state.tasks.values().filter(|s| f(s)).count();
     out.push_str(&format!(
-        "generation {}; {} tasks: {} merged, {} failed, {} skipped, {} running or pending{}\n",
+        "generation {}; {} tasks: {} merged, {} failed, {} skipped, {} running or pending{}{}\n",
         state.generation,
         plan.map_or(state.tasks.len(), |p| p.tasks.len()),
         count(|s| matches!(s, TaskState::Merged { .. })),
@@ -109,8 +113,14 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
                     | TaskState::Retrying { .. }
             )
         }),
+        match count(|s| matches!(s, TaskState::Interrupted { .. })) {
+            0 => String::new(),
+            n => format!(", {n} unknown (interrupted)"),
+        },
         if state.published {
             "; published"
+        } else if state.live {
+            "; still running"
         } else {
             "; not published (an interrupted run: `forge resume` finishes it)"
         },
@@ -129,6 +139,10 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
             TaskState::Failed { error } => format!("failed: {error}"),
             TaskState::Skipped { reason } => format!("skipped: {reason}"),
             TaskState::Cancelled => "cancelled".to_owned(),
+            TaskState::Interrupted { attempt } => format!(
+                "unknown: attempt {attempt} was running when the run stopped, and its end was \
+                 never recorded (journal incomplete); `forge resume` runs it again"
+            ),
             other => format!("{other:?}"),
         };
         out.push_str(&format!("  {id}: {line}\n"));

@@ -1,7 +1,7 @@
 //! What `forge status` and `forge resume` say when the run directory is damaged or odd
 //! (issue 13): a journal of garbage, damaged records.
 
-use crate::{Sandbox, forge, text};
+use crate::{Sandbox, forge, is_root, text};
 
 #[test]
 fn trust_09_status_of_a_garbage_journal_exits_2() {
@@ -20,4 +20,86 @@ fn trust_09_status_of_a_garbage_journal_exits_2() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a forge run directory"), "{stderr}");
+}
+
+/// Unmounts a tmpfs when dropped (the test's cleanup, also when it fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Publishing into a full disk: forge says that `forge resume` finishes the run, and it
+/// does once there is space again.
+#[test]
+fn trust_18_a_full_disk_at_publish_says_how_to_finish() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some(),
+            "mounting a small tmpfs needs root (set FORGE_ALLOW_SKIP_OVERLAY to skip)"
+        );
+        eprintln!("not root: skipping the full-disk publish test");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let tmpfs = Tmpfs::mount(sandbox.path(), "512k");
+    let git = std::process::Command::new("git")
+        .args(["init", "-q", "--template="])
+        .current_dir(sandbox.path())
+        .status()
+        .expect("git runs");
+    assert!(git.success());
+    sandbox.write(
+        "plan.toml",
+        r#"
+[[task]]
+id = "big"
+prompt = "head -c 1048576 /dev/zero | tr '\\0' x > big.txt"
+"#,
+    );
+    let out = sandbox.run(&["--executor", "sh -c {prompt}", "--staging", "copy"], None);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`forge resume {}` finishes the run",
+            sandbox.run_dir()
+        )),
+        "{stderr}"
+    );
+
+    tmpfs.resize("4m");
+    let resumed = forge(sandbox.path(), &["resume", &sandbox.run_dir()]);
+    let (stdout, stderr) = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{stdout}\n{stderr}");
+    let big = std::fs::metadata(sandbox.path().join("big.txt")).expect("big.txt");
+    assert_eq!(big.len(), 1 << 20);
 }

@@ -24,6 +24,9 @@ pub type JournalHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 const PLAN_FILE: &str = "plan.json";
 const JOURNAL_FILE: &str = "journal.jsonl";
+/// Locked (`flock`, exclusive) by the process running or resuming the run, for as long as it
+/// writes the journal: the kernel drops the lock when the process ends, however it ends.
+const LOCK_FILE: &str = "run.lock";
 
 /// A run directory: `plan.json` (the plan as run), `journal.jsonl` (every event, one JSON
 /// record a line) and the staging data (layers, views) beside them.
@@ -96,6 +99,39 @@ impl RunDir {
         Plan::load(&path).map_err(|e| self.error(format!("cannot load {}: {e}", path.display())))
     }
 
+    /// Takes the run directory's lock for this process, so that no second process runs or
+    /// resumes it at the same time and `status` knows the run is live.
+    pub(super) fn lock(&self) -> Result<std::fs::File, EngineError> {
+        use rustix::fs::{FlockOperation, flock};
+        let path = self.path.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.io_error("create", &path, &e))?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(self.error(
+                "is in use by another forge process (a run or a resume of it is still going)"
+                    .to_owned(),
+            )),
+            Err(e) => Err(self.io_error("lock", &path, &e.into())),
+        }
+    }
+
+    /// Whether a process holds the run directory's lock: the run is going on right now.
+    pub fn is_live(&self) -> bool {
+        use rustix::fs::{FlockOperation, flock};
+        let Ok(file) = std::fs::File::open(self.path.join(LOCK_FILE)) else {
+            return false;
+        };
+        matches!(
+            flock(&file, FlockOperation::NonBlockingLockShared),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        )
+    }
+
     pub(super) fn io_error(&self, op: &str, path: &Path, e: &std::io::Error) -> EngineError {
         EngineError::RunDir {
             path: self.path.clone(),
@@ -115,6 +151,8 @@ impl RunDir {
 /// that task's `task_started`).
 pub(super) struct JournalWriter {
     journal: Journal<Event>,
+    /// The run directory's lock, held while this writer lives.
+    _lock: std::fs::File,
     steps: AtomicU64,
     hook: Option<JournalHook>,
     /// While the drain runs: where the engine's own records go.
@@ -129,27 +167,32 @@ struct Ordered {
 }
 
 impl JournalWriter {
+    /// A new journal in `dir`, whose lock (see [`RunDir::lock`]) the caller took.
     pub(super) fn create(
         dir: &RunDir,
+        lock: std::fs::File,
         policy: FsyncPolicy,
         hook: Option<JournalHook>,
     ) -> Result<Self, EngineError> {
         let journal = Journal::create(&dir.journal_path(), policy).map_err(journal_error)?;
-        Ok(Self::new(journal, hook))
+        Ok(Self::new(journal, lock, hook))
     }
 
+    /// The journal of `dir`, to append to; the caller took the directory's lock.
     pub(super) fn open(
         dir: &RunDir,
+        lock: std::fs::File,
         policy: FsyncPolicy,
         hook: Option<JournalHook>,
     ) -> Result<Self, EngineError> {
         let journal = Journal::open_append(&dir.journal_path(), policy).map_err(journal_error)?;
-        Ok(Self::new(journal, hook))
+        Ok(Self::new(journal, lock, hook))
     }
 
-    fn new(journal: Journal<Event>, hook: Option<JournalHook>) -> Self {
+    fn new(journal: Journal<Event>, lock: std::fs::File, hook: Option<JournalHook>) -> Self {
         Self {
             journal,
+            _lock: lock,
             steps: AtomicU64::new(0),
             hook,
             ordered: parking_lot::Mutex::new(None),
@@ -274,10 +317,7 @@ fn is_engine_record(event: &Event) -> bool {
 }
 
 fn journal_error(e: forge_events::JournalError) -> EngineError {
-    EngineError::RunDir {
-        path: e.path().to_path_buf(),
-        message: e.to_string(),
-    }
+    EngineError::Journal(e)
 }
 
 /// The task writing bus events to the journal.
@@ -331,6 +371,13 @@ pub enum TaskState {
     },
     /// It was cancelled.
     Cancelled,
+    /// An attempt was running when the run stopped (a crash, a kill, a full disk that kept
+    /// its end from being recorded): how it ended is unknown. Only for a run that no
+    /// process is running any more; a resume runs it again.
+    Interrupted {
+        /// The attempt that was running.
+        attempt: u32,
+    },
 }
 
 /// What a run's journal says: tasks, generations, conflicts, lock waits, timing.
@@ -353,6 +400,8 @@ pub struct RunState {
     pub spans: BTreeMap<String, (u64, u64)>,
     /// Whether the run finished and published.
     pub published: bool,
+    /// Whether a process is running (or resuming) the run right now.
+    pub live: bool,
     /// Whether the journal's last line was torn (the process died while writing it).
     pub torn_tail: bool,
     /// Corrupt lines in the middle of the journal (1-based line numbers).
@@ -409,6 +458,15 @@ impl RunState {
         }
         state.metrics = recorder.snapshot();
         state.kept_work = super::kept::list(dir.path());
+        state.live = dir.is_live();
+        if !state.live {
+            // Nobody runs these any more: their end was never recorded.
+            for task in state.tasks.values_mut() {
+                if let TaskState::Running { attempt } = *task {
+                    *task = TaskState::Interrupted { attempt };
+                }
+            }
+        }
         Ok(state)
     }
 

@@ -795,3 +795,39 @@ async fn trust_08_a_scope_rejected_task_keeps_its_work() {
     assert_eq!(files["README.md"], "outside\n");
     assert_eq!(read(&f.repo, "README.md"), "# sample\n");
 }
+
+/// A task whose end was never recorded (a full disk, a crash) shows as interrupted once no
+/// process runs the run, not as running; while a process holds the run, it is running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_18_a_task_whose_end_was_not_recorded_is_not_shown_running() {
+    let f = fixture();
+    let executors = scripted(vec![("a", act(|d| write(d, "x.txt", "x\n")))]);
+    let plan = Plan::default().with_task(Task::new("a", ""));
+    let outcome = run(plan, &executors, options(&f, Backend::Copy).publish(false))
+        .await
+        .expect("run");
+    assert!(outcome.is_success());
+    // The records after `task_started` could not be written.
+    let journal = f.run_dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let cut = text
+        .find("\"kind\":\"task_started\"")
+        .expect("task_started");
+    let end = cut + text[cut..].find('\n').expect("newline") + 1;
+    std::fs::write(&journal, &text[..end]).expect("cut the journal");
+
+    let state = status(&f.run_dir).expect("status");
+    assert!(!state.live);
+    assert_eq!(state.tasks["a"], TaskState::Interrupted { attempt: 1 });
+
+    let dir = RunDir::open(&f.run_dir).expect("open");
+    let _lock = dir.lock().expect("lock");
+    let state = status(&f.run_dir).expect("status");
+    assert!(state.live);
+    assert_eq!(state.tasks["a"], TaskState::Running { attempt: 1 });
+    let err = dir.lock().expect_err("one process at a time");
+    assert!(
+        err.to_string().contains("in use by another forge process"),
+        "{err}"
+    );
+}
