@@ -103,3 +103,55 @@ prompt = "head -c 1048576 /dev/zero | tr '\\0' x > big.txt"
     let big = std::fs::metadata(sandbox.path().join("big.txt")).expect("big.txt");
     assert_eq!(big.len(), 1 << 20);
 }
+
+/// `forge run` and `forge status` say where a conflicted task's work is kept.
+#[test]
+fn trust_08_status_says_where_a_conflicted_task_work_is_kept() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        r#"
+[[task]]
+id = "one"
+prompt = "echo one > f.txt"
+
+[[task]]
+id = "two"
+prompt = "sleep 0.6; echo two > f.txt; echo extra > extra.txt"
+"#,
+    );
+    sandbox.write("f.txt", "base\n");
+    let out = sandbox.run(
+        &[
+            "--keep-going",
+            "--executor",
+            "sh -c {prompt}",
+            "--staging",
+            "copy",
+        ],
+        None,
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let kept = std::path::Path::new(&sandbox.run_dir()).join("kept/two-1");
+    assert!(
+        stdout.contains(&format!("its changes are kept in {}", kept.display())),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kept.join("files/extra.txt")).expect("kept extra.txt"),
+        "extra\n"
+    );
+    assert!(!sandbox.path().join("extra.txt").exists());
+
+    let status = forge(sandbox.path(), &["status", &sandbox.run_dir()]);
+    let (report, _) = text(&status);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(
+        report.contains(&format!(
+            "kept work of tasks that did not merge (files/ and changes.json in each):\n  {}\n",
+            kept.display()
+        )),
+        "{report}"
+    );
+}
