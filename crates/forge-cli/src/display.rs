@@ -312,6 +312,9 @@ pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode
         for path in &report.paths {
             text.push_str(&format!("  {}: {}\n", path.path, path.what));
         }
+        if let Some(kept) = &report.kept {
+            text.push_str(&format!("  its changes are kept in {}\n", kept.display()));
+        }
     }
     for conflict in &outcome.publish_conflicts {
         let kept = conflict.kept.as_ref().map_or_else(String::new, |p| {

@@ -272,6 +272,13 @@ where
             }
             Err(err) => {
                 eprintln!("forge {command}: {err}");
+                if err.is_disk_full() {
+                    eprintln!(
+                        "forge {command}: the disk is full; what was merged is kept in the run \
+                         directory: free some space, then `forge resume {}` finishes the run",
+                        run_dir.display()
+                    );
+                }
                 ExitCode::from(2)
             }
         }

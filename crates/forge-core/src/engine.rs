@@ -15,6 +15,7 @@
 
 mod commit;
 mod journal;
+mod kept;
 mod locks;
 mod runner;
 
@@ -226,6 +227,27 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// The run's journal cannot be read or written.
+    #[error(transparent)]
+    Journal(#[from] forge_events::JournalError),
+}
+
+impl EngineError {
+    /// Whether the error comes from a full disk (or an exhausted quota): the run directory
+    /// keeps what was merged, so freeing space and resuming finishes the run.
+    pub fn is_disk_full(&self) -> bool {
+        let mut error: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = error {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && (io.kind() == std::io::ErrorKind::StorageFull
+                    || io.kind() == std::io::ErrorKind::QuotaExceeded)
+            {
+                return true;
+            }
+            error = e.source();
+        }
+        false
+    }
 }
 
 /// What an engine run did.
@@ -293,7 +315,9 @@ pub async fn run_engine(
     options: EngineOptions,
 ) -> Result<EngineOutcome, EngineError> {
     let run_dir = RunDir::create(&options.run_dir, &plan.to_plan())?;
-    let journal = JournalWriter::create(&run_dir, options.fsync, options.journal_hook.clone())?;
+    let lock = run_dir.lock()?;
+    let journal =
+        JournalWriter::create(&run_dir, lock, options.fsync, options.journal_hook.clone())?;
     execute(plan, executors, options, run_dir, journal, Vec::new()).await
 }
 
@@ -312,13 +336,16 @@ pub async fn resume(
     options: EngineOptions,
 ) -> Result<EngineOutcome, EngineError> {
     let run_dir = RunDir::open(&options.run_dir)?;
+    // Before anything is cleaned up: a run still going on keeps its views.
+    let lock = run_dir.lock()?;
     let plan_path = run_dir.plan_path();
     let plan = run_dir.load_plan()?;
     let mut state = RunState::load(&run_dir)?;
     let _cleaned = forge_staging::cleanup(run_dir.path())?;
     let staging = Staging::open(&options.repo, run_dir.path(), options.staging.clone())?;
-    let journal = JournalWriter::open(&run_dir, options.fsync, options.journal_hook.clone())?;
+    let journal = JournalWriter::open(&run_dir, lock, options.fsync, options.journal_hook.clone())?;
     state.settle_in_flight_commit(staging.head(), &journal)?;
+    state.settle_committed_layers(&staging.layer_labels(), &plan, &journal)?;
     drop(staging);
 
     let kept: Vec<String> = plan

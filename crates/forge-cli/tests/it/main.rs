@@ -6,6 +6,7 @@ mod publish;
 mod resume;
 mod run;
 mod signals;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
