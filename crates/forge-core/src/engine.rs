@@ -403,6 +403,7 @@ async fn execute(
     };
     let backend = (staging.backend(), staging.backend_reason().to_owned());
     let journal = Arc::new(journal);
+    let _release = ReleaseOnDrop(journal.clone());
     let bus = options.run.bus.clone().unwrap_or_default();
     let drain = journal.clone().drain(&bus);
 
@@ -501,6 +502,15 @@ fn merge_for_publish(
             .result(ours.as_ref(), theirs.as_ref())
             .map(commit::from_merge),
     )
+}
+
+/// Releases the run directory's lock when the run ends, however it ends.
+struct ReleaseOnDrop(Arc<JournalWriter>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl RunDir {

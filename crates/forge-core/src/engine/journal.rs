@@ -151,8 +151,9 @@ impl RunDir {
 /// that task's `task_started`).
 pub(super) struct JournalWriter {
     journal: Journal<Event>,
-    /// The run directory's lock, held while this writer lives.
-    _lock: std::fs::File,
+    /// The run directory's lock, held while this writer lives or until
+    /// [`JournalWriter::release`].
+    lock: parking_lot::Mutex<Option<std::fs::File>>,
     steps: AtomicU64,
     hook: Option<JournalHook>,
     /// While the drain runs: where the engine's own records go.
@@ -167,6 +168,13 @@ struct Ordered {
 }
 
 impl JournalWriter {
+    /// Lets go of the run directory's lock: the run is over for this process, even if a
+    /// detached piece of work (a commit finishing on the blocking pool after its attempt was
+    /// given up) still holds a reference to this writer.
+    pub(super) fn release(&self) {
+        drop(self.lock.lock().take());
+    }
+
     /// A new journal in `dir`, whose lock (see [`RunDir::lock`]) the caller took.
     pub(super) fn create(
         dir: &RunDir,
@@ -192,7 +200,7 @@ impl JournalWriter {
     fn new(journal: Journal<Event>, lock: std::fs::File, hook: Option<JournalHook>) -> Self {
         Self {
             journal,
-            _lock: lock,
+            lock: parking_lot::Mutex::new(Some(lock)),
             steps: AtomicU64::new(0),
             hook,
             ordered: parking_lot::Mutex::new(None),
