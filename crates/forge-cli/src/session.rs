@@ -38,7 +38,7 @@ pub(crate) struct Settings {
     pub(crate) resolver: Option<String>,
     /// `--jobs`.
     pub(crate) jobs: Option<usize>,
-    /// `--keep-going`.
+    /// Keep going after a failure (the default of `forge run`); `false` with `--fail-fast`.
     pub(crate) keep_going: bool,
     /// `--pool NAME=N`.
     pub(crate) pools: Vec<(String, u32)>,
@@ -286,6 +286,13 @@ where
             }
             Err(err) => {
                 eprintln!("forge {command}: {err}");
+                if err.is_disk_full() {
+                    eprintln!(
+                        "forge {command}: the disk is full; what was merged is kept in the run \
+                         directory: free some space, then `forge resume {}` finishes the run",
+                        run_dir.display()
+                    );
+                }
                 ExitCode::from(2)
             }
         }

@@ -139,7 +139,14 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Named resource pools and their capacity (`gpu = 1`, `ports = 4`).
     pub pools: BTreeMap<String, u32>,
-    /// On a failure, keep running what does not depend on it (default: stop at once).
+    /// What a task that fails for good (retries used up, fatal error, timeout, conflict)
+    /// does to the rest of the run. Either way its dependents are skipped, each with a
+    /// [`SkipReason`](crate::SkipReason) naming the failed dependency.
+    ///
+    /// - `false` (fail-fast, the library's default): the run stops at once; running
+    ///   attempts are cancelled and pending retries and waiting tasks end as cancelled.
+    /// - `true` (keep-going, what `forge run` does unless `--fail-fast`): everything that
+    ///   does not depend on the failed task runs to its end, retries included.
     pub keep_going: bool,
     /// Delays between retries.
     pub backoff: Backoff,
@@ -219,7 +226,7 @@ impl RunOptions {
         self
     }
 
-    /// Sets keep-going (`true`) or fail-fast (`false`).
+    /// Sets keep-going (`true`) or fail-fast (`false`), as the `keep_going` field says.
     pub fn keep_going(mut self, keep_going: bool) -> Self {
         self.keep_going = keep_going;
         self

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::base;
 use crate::error::{Result, StagingError};
 use crate::layers::{self, Op};
 
@@ -73,21 +74,10 @@ pub fn read_layer(run_dir: &Path, generation: u64) -> Result<Vec<(String, LayerE
 ///
 /// The run directory's snapshot record cannot be read.
 pub fn base_tree(run_dir: &Path) -> Result<Option<String>> {
-    let path = run_dir.join("base.json");
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StagingError::io("read", &path)(e)),
-    };
-    let record: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| StagingError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    Ok(record
-        .get("tree")
-        .and_then(|t| t.as_str())
-        .map(str::to_owned))
+    Ok(match base::read_record(run_dir)? {
+        Some(base::Record::Git { tree, .. }) => Some(tree),
+        Some(base::Record::Fingerprint { .. }) | None => None,
+    })
 }
 
 #[cfg(test)]

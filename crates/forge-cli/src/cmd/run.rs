@@ -18,14 +18,19 @@ mod place;
 /// Arguments of `forge run`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Every task works in its own copy-on-write view of the repository (--staging); when it \
-succeeds, its changes are merged three-way into the current head (base: the generation its \
-view showed) and committed as a new generation. Tasks that declare `writes` hold write locks \
-on them and may change nothing else (--scope). The repository itself is written once, at \
-the end. The journal, plan and views live in the run directory (--run-dir; `forge status` \
-and `forge resume` read it). Overlay views need Linux: as root they are plain mounts; \
-without root they live in a user namespace that the command is started inside (it sees \
-the view at {workdir}, its own uid, no extra privileges).
+forge run works on the git work tree around the current directory: from a subdirectory it \
+runs on the top level (as git does, and says so); outside a work tree, or in a bare \
+repository, it refuses. Every task works in its own copy-on-write view of the repository \
+(--staging); when it succeeds, its changes are merged three-way into the current head \
+(base: the generation its view showed) and committed as a new generation. Tasks that \
+declare `writes` hold write locks on them and may change nothing else (--scope). The \
+repository itself is written once, at the end. The journal, plan and views live in the run \
+directory (--run-dir; `forge status` and `forge resume` read it): it must be outside the \
+repository and new or empty, and every argument is checked before anything is written to \
+it; by default it is a new private (0700) directory under $TMPDIR. Overlay views need \
+Linux: as root they are plain mounts; without root they live in a user namespace that the \
+command is started inside (it sees the view at {workdir}, its own uid, no extra \
+privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
@@ -33,13 +38,21 @@ value is never re-split or seen by a shell. A task without an `executor` field (
 `executor = \"default\"`) uses --executor; a task whose `executor` field is any other NAME \
 uses --executor-for NAME=CMD, and a NAME without one is refused before the run starts (a \
 typo never falls back to --executor). The command runs in its own process group, in the \
-task's view; on \
-timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means \
-retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
-failure is retried if the task has retries.
+task's view, with FORGE_TASK, FORGE_ATTEMPT and FORGE_WORKDIR set and an environment that \
+describes the view: PWD is the view, and OLDPWD, git's repository variables (GIT_DIR, \
+GIT_WORK_TREE, GIT_INDEX_FILE, ...) and npm's INIT_CWD are removed. On timeout or Ctrl-C \
+the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means retryable, 76 rate \
+limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other failure is retried if \
+the task has retries.
+
+A task that fails for good skips its dependents (each with the reason); everything \
+independent of it still runs to its end, retries included. --fail-fast stops the whole run \
+at the first such failure instead (running agents and pending retries are cancelled); \
+--keep-going, the default, is accepted for older scripts.
 
 Exit status: 0 when every task succeeded, 1 when some failed, conflicted, were skipped or \
-cancelled, 2 on bad input (unreadable or invalid plan, bad template or option).")]
+cancelled, 2 on bad input (unreadable, empty or invalid plan, bad template or option, no \
+git work tree, unusable run directory).")]
 pub(crate) struct Args {
     /// The plan file (TOML, JSON or Droidz tasks.json).
     plan: PathBuf,
@@ -53,7 +66,12 @@ pub(crate) struct Args {
     /// Most tasks running at once (default: number of CPUs).
     #[arg(long, short)]
     jobs: Option<usize>,
-    /// After a failure, keep running the tasks that do not depend on it.
+    /// At the first task that fails for good, stop the run: cancel running agents and
+    /// pending retries. Default: keep going (the failed task's dependents are skipped,
+    /// everything independent of it finishes).
+    #[arg(long, conflicts_with = "keep_going")]
+    fail_fast: bool,
+    /// Keep going after a failure: the default, accepted so that older scripts still work.
     #[arg(long)]
     keep_going: bool,
     /// Where the result goes: `branch` (a branch forge/NAME with one commit per merged
@@ -79,8 +97,8 @@ pub(crate) struct Args {
     /// (overlay in a user namespace, also as root), reflink, copy or worktree.
     #[arg(long, default_value = "auto")]
     staging: String,
-    /// The run directory (journal, plan, views); default: a new directory under the system's
-    /// temporary directory. Must be outside the repository.
+    /// The run directory (journal, plan, views): outside the repository, new or empty;
+    /// default: a new private directory under the system's temporary directory.
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// On a merge conflict: `fail` the task with a report, or `retry` it on the new head
@@ -122,9 +140,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 println!("run directory: {}", run_dir.display());
             }
             let landing = Some((&settings.landing, settings.repo.as_path()));
-            session::drive("run", mode, &run_dir, options, landing, |options| async move {
-                run_engine(&plan, &executors, options).await
-            })
+            session::drive(
+                "run",
+                mode,
+                &run_dir,
+                options,
+                landing,
+                |options| async move { run_engine(&plan, &executors, options).await },
+            )
         }
         Err(err) => bad_input(&err),
     }
@@ -135,7 +158,14 @@ fn bad_input(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode, Settings);
+type Prepared = (
+    ValidatedPlan,
+    Executors,
+    EngineOptions,
+    PathBuf,
+    Mode,
+    Settings,
+);
 
 /// Checks every argument, then (only then) creates the run directory and writes the
 /// settings into it.
@@ -154,13 +184,22 @@ fn prepare(args: Args) -> Result<Prepared, String> {
     let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let repo = place::find_repository(&cwd)?;
+    // Issue 13 item 17: never start over a working tree an interrupted publish left mixed.
+    if let Some(pending) =
+        forge_core::staging::pending_publish(&repo.top).map_err(|e| e.to_string())?
+    {
+        let pending = pending.display();
+        return Err(format!(
+            "an interrupted publish of the run in {pending} left this working tree half-written; run `forge resume {pending}` first"
+        ));
+    }
     let settings = Settings {
         repo: repo.top.clone(),
         executor: args.executor,
         executors_for: args.executors_for,
         resolver: args.resolver,
         jobs: args.jobs,
-        keep_going: args.keep_going,
+        keep_going: !args.fail_fast,
         pools: args.pools,
         staging: args.staging,
         conflicts: args.conflicts,
@@ -202,5 +241,12 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         );
     }
     settings.save(&run_dir)?;
-    Ok((plan, executors, options, run_dir, Mode::pick(args.json), settings))
+    Ok((
+        plan,
+        executors,
+        options,
+        run_dir,
+        Mode::pick(args.json),
+        settings,
+    ))
 }

@@ -2,9 +2,11 @@
 
 mod metrics;
 mod plan;
+mod publish;
 mod resume;
 mod run;
 mod signals;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

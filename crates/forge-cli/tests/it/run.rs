@@ -645,3 +645,87 @@ fn trust_20_typos_are_errors() {
         );
     }
 }
+
+/// `forge run` keeps going by default: a task failing for good skips its dependents (with
+/// the reason) and leaves independent work alone, a pending retry included (fail-fast
+/// cancelled it). `--fail-fast` opts in to stopping at once; `--keep-going` is accepted.
+#[test]
+fn trust_21_a_failure_does_not_cancel_independent_work() {
+    let sandbox = Sandbox::new();
+    // The marker of `flaky`'s first attempt lives outside the repository: a failed
+    // attempt's view is thrown away.
+    let markers = tempfile::tempdir().expect("tempdir");
+    let plan = |name: &str| {
+        format!(
+            r#"
+[[task]]
+id = "flaky"
+prompt = "test -e {dir}/{name} || {{ touch {dir}/{name}; exit 75; }}; echo ok > flaky.txt"
+retries = 1
+
+[[task]]
+id = "bad"
+prompt = "sleep 0.2; exit 1"
+
+[[task]]
+id = "after-bad"
+prompt = "echo never > after.txt"
+deps = ["bad"]
+"#,
+            dir = markers.path().display()
+        )
+    };
+    // `flaky` fails retryably at once and waits about a second for its retry; `bad` fails
+    // for good meanwhile.
+    let run = |name: &str, extra: &[&str]| {
+        sandbox.write("plan.toml", &plan(name));
+        let run_dir = format!("{}-{name}", sandbox.run_dir());
+        let out = crate::forge_command(sandbox.path())
+            .args([
+                "run",
+                "plan.toml",
+                "--executor",
+                "sh -c {prompt}",
+                "--run-dir",
+                &run_dir,
+            ])
+            .args(extra)
+            .output()
+            .expect("forge runs");
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}\n{stderr}");
+        stdout
+    };
+    for (name, extra) in [("default", &[][..]), ("keep-going", &["--keep-going"][..])] {
+        std::fs::remove_file(sandbox.path().join("flaky.txt")).ok();
+        let stdout = run(name, extra);
+        assert!(
+            stdout.contains("  after-bad: skipped: dependency `bad` failed\n"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(": 1 succeeded, 1 failed, 1 skipped, 0 cancelled\n"),
+            "{name}: {stdout}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(sandbox.path().join("flaky.txt")).expect("flaky finished"),
+            "ok\n"
+        );
+    }
+    std::fs::remove_file(sandbox.path().join("flaky.txt")).expect("rm");
+    let stdout = run("fail-fast", &["--fail-fast"]);
+    assert!(stdout.contains("  flaky: cancelled"), "{stdout}");
+    assert!(!sandbox.path().join("flaky.txt").exists());
+    let out = forge(
+        sandbox.path(),
+        &[
+            "run",
+            "plan.toml",
+            "--executor",
+            "true",
+            "--fail-fast",
+            "--keep-going",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+}

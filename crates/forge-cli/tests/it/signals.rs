@@ -165,3 +165,43 @@ fn trust_16_sighup_stops_the_run_cleanly() {
 fn trust_16_two_sigints_kill_the_agents_and_leave_nothing() {
     check(&["INT", "INT"], true, 130);
 }
+
+/// SIGTERM ends a rate-limit pause at once (issue 13, item 13): the agent asks for an hour.
+#[test]
+fn trust_13_sigterm_ends_a_rate_limit_pause() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        r#"
+[[task]]
+id = "limited"
+prompt = "echo 'forge:retry-after 3600'; exit 76"
+"#,
+    );
+    let child = forge_command(sandbox.path())
+        .args(["run", "plan.toml", "--run-dir", &sandbox.run_dir()])
+        .args(["--executor", "sh -c {prompt}", "--staging", "copy"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    let journal = Path::new(&sandbox.run_dir()).join("journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"executor_paused\"")) {
+        assert!(Instant::now() < deadline, "the executor never paused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    send(child.id(), "TERM");
+    let output = child.wait_with_output().expect("forge ends");
+    let (stdout, stderr) = text(&output);
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("limited: skipped: run cancelled"),
+        "{stdout}"
+    );
+}

@@ -148,7 +148,8 @@ impl FastImport {
 
     /// Adds one commit; file contents are streamed from the layer, never held in memory.
     pub(super) fn commit(&mut self, spec: &CommitSpec<'_>) -> Result<(), LandError> {
-        self.write_commit(spec).map_err(|source| self.broken(source))
+        self.write_commit(spec)
+            .map_err(|source| self.broken(source))
     }
 
     fn write_commit(&mut self, spec: &CommitSpec<'_>) -> std::io::Result<()> {
@@ -223,10 +224,7 @@ impl FastImport {
             return Err(LandError::Git {
                 command: "git fast-import".into(),
                 repo: self.repo,
-                stderr: format!(
-                    "{source}; {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
+                stderr: format!("{source}; {}", String::from_utf8_lossy(&out.stderr).trim()),
             });
         }
         if !out.status.success() {

@@ -76,17 +76,30 @@ fn one_commit_per_task_in_merge_order_and_the_user_untouched() {
         &repo_dir,
         &run_dir,
         vec![
-            Task::new("first", "Append to a\n\nadds l4 at the end\necho l4 >> a.txt"),
+            Task::new(
+                "first",
+                "Append to a\n\nadds l4 at the end\necho l4 >> a.txt",
+            ),
             Task::new("noop", "true").deps(["first"]),
-            Task::new("second", "mkdir -p docs && echo doc > docs/d.md && rm src/lib.rs")
-                .deps(["noop"]),
+            Task::new(
+                "second",
+                "mkdir -p docs && echo doc > docs/d.md && rm src/lib.rs",
+            )
+            .deps(["noop"]),
         ],
     );
     let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "t1")).expect("land");
     assert_eq!(branch.refname, "refs/heads/forge/t1");
-    assert_eq!(status(&repo_dir), before, "the user's tree and index are untouched");
+    assert_eq!(
+        status(&repo_dir),
+        before,
+        "the user's tree and index are untouched"
+    );
     assert_eq!(git(&repo_dir, &["rev-parse", "HEAD"]), head_before);
-    assert_eq!(git(&repo_dir, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+    assert_eq!(
+        git(&repo_dir, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
 
     let subjects = git(&repo_dir, &["log", "--format=%s", "main..forge/t1"]);
     assert_eq!(
@@ -98,7 +111,11 @@ fn one_commit_per_task_in_merge_order_and_the_user_untouched() {
         ]
     );
     let tasks: Vec<&str> = branch.commits.iter().map(|c| c.task.as_str()).collect();
-    assert_eq!(tasks, ["first", "second"], "no commit for a task that changed nothing");
+    assert_eq!(
+        tasks,
+        ["first", "second"],
+        "no commit for a task that changed nothing"
+    );
     let first = &branch.commits[0].commit;
     let message = git(&repo_dir, &["log", "-1", "--format=%B", first]);
     assert!(message.contains("adds l4 at the end"), "{message}");
@@ -130,7 +147,11 @@ fn one_commit_per_task_in_merge_order_and_the_user_untouched() {
         "ignored .env never committed; src/lib.rs deleted"
     );
     assert_eq!(
-        git(&repo_dir, &["diff", "--name-status", &format!("{first}~1"), first]).trim(),
+        git(
+            &repo_dir,
+            &["diff", "--name-status", &format!("{first}~1"), first]
+        )
+        .trim(),
         "M\ta.txt",
         "a task commit holds exactly that task's change"
     );
@@ -166,7 +187,8 @@ fn an_existing_branch_is_never_overwritten() {
     run(&repo_dir, &run_dir, vec![Task::new("t", "echo x > x.txt")]);
     let err = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "taken")).unwrap_err();
     assert!(
-        err.to_string().contains("refs/heads/forge/taken already exists"),
+        err.to_string()
+            .contains("refs/heads/forge/taken already exists"),
         "{err}"
     );
     assert_eq!(git(&repo_dir, &["rev-parse", "forge/taken"]), taken);
@@ -182,7 +204,11 @@ fn an_existing_branch_is_never_overwritten() {
         "1"
     );
     assert_eq!(
-        git(&repo_dir, &["log", "-1", "--format=%cn <%ce>", "forge/other"]).trim(),
+        git(
+            &repo_dir,
+            &["log", "-1", "--format=%cn <%ce>", "forge/other"]
+        )
+        .trim(),
         "Bo <bo@example.com>"
     );
     assert!(matches!(

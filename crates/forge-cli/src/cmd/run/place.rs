@@ -55,14 +55,17 @@ pub(crate) fn find_repository(cwd: &Path) -> Result<Repository, String> {
     }
     if bare.is_none() {
         let git_says = String::from_utf8_lossy(&out.stderr);
+        let git_says = git_says.lines().next().unwrap_or_default().trim();
+        if !git_says.contains("not a git repository") && !git_says.is_empty() {
+            // For example git's "dubious ownership" refusal: say what git said.
+            return Err(format!(
+                "cannot use the git repository around {}: {git_says}",
+                cwd.display()
+            ));
+        }
         return Err(format!(
-            "{} is not in a git repository: forge runs in a git work tree (`git init` makes one){}",
-            cwd.display(),
-            git_says
-                .lines()
-                .next()
-                .map(|l| format!(" ({})", l.trim()))
-                .unwrap_or_default()
+            "{} is not in a git repository: forge runs in a git work tree (`git init` makes one)",
+            cwd.display()
         ));
     }
     let top = match (inside, lines.next()) {
