@@ -122,6 +122,28 @@ impl Landing {
     }
 }
 
+/// The default run name, with `-2`, `-3`, ... added while a branch of that name exists (two
+/// runs of one plan in the same second must not collide; an explicit `--name` that exists
+/// is an error instead).
+pub(crate) fn free_default_name(repo: &Path, plan: &Path) -> Result<String, String> {
+    let base = default_name(plan);
+    for n in 1..1000 {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        match land::check_branch_free(repo, &name) {
+            Ok(()) => return Ok(name),
+            Err(land::LandError::BranchExists { .. }) => {}
+            Err(e) => return Err(format!("run name `{name}`: {e}")),
+        }
+    }
+    Err(format!(
+        "no free run name like `{base}`: give one with --name"
+    ))
+}
+
 /// `<plan file stem>-<YYYYmmdd-HHMMSS>` (UTC): the default run name.
 pub(crate) fn default_name(plan: &Path) -> String {
     let stem = plan

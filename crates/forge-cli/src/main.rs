@@ -22,7 +22,7 @@ enum Command {
     /// Validate a plan and print its phases.
     Plan(cmd::plan::Args),
     /// Run a plan in the current directory's repository.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Show what the journal in a run directory says.
     Status(cmd::status::Args),
     /// Finish a run that was interrupted.
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => cmd::plan::run(args),
-        Command::Run(args) => cmd::run::run(args),
+        Command::Run(args) => cmd::run::run(*args),
         Command::Status(args) => cmd::status::run(args),
         Command::Resume(args) => cmd::resume::run(args),
         Command::MergeFile(_) => unreachable!("merge-file is dispatched before clap parses"),

@@ -66,6 +66,47 @@ pub fn read_layer(run_dir: &Path, generation: u64) -> Result<Vec<(String, LayerE
         .collect()
 }
 
+/// Every committed layer of the run in `run_dir`, oldest first, with the label it was
+/// committed with ([`Staging::commit_for`](crate::Staging::commit_for): for forge-core, the
+/// task id): what the layers on disk say was committed, whatever a journal says.
+///
+/// # Errors
+///
+/// The layer directory cannot be listed, a manifest cannot be read, or the generations are
+/// not 1, 2, ... without a gap.
+pub fn layer_labels(run_dir: &Path) -> Result<Vec<(u64, Option<String>)>> {
+    let dir = run_dir.join("layers");
+    let mut generations = Vec::new();
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StagingError::io("read dir", &dir)(e)),
+    };
+    for item in listing {
+        let item = item.map_err(StagingError::io("read dir", &dir))?;
+        if let Some(g) = item
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            && g > 0
+        {
+            generations.push(g);
+        }
+    }
+    generations.sort_unstable();
+    let mut out = Vec::with_capacity(generations.len());
+    for (idx, g) in generations.into_iter().enumerate() {
+        if g != idx as u64 + 1 {
+            return Err(StagingError::Corrupt {
+                path: dir.join(g.to_string()),
+                reason: format!("layer {g} found where layer {} was expected", idx + 1),
+            });
+        }
+        out.push((g, layers::read_manifest(&dir, g)?.label));
+    }
+    Ok(out)
+}
+
 /// The git tree recording the working tree as the run in `run_dir` saw it when it started
 /// (tracked and untracked files that are not ignored), `None` when the run did not start in
 /// a git work tree.

@@ -71,7 +71,7 @@ pub(crate) struct Manifest {
     /// Who committed the layer (forge-core: the task id), so that a run can be reconciled
     /// from its layers when its journal is damaged. Absent in older layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    label: Option<String>,
+    pub(crate) label: Option<String>,
 }
 
 /// Reads the manifest of the committed layer `generation` in the layer store `dir`.

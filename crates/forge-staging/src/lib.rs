@@ -127,7 +127,7 @@ mod worktree;
 
 pub use cleanup::cleanup;
 pub use error::StagingError;
-pub use history::{LayerEntry, base_tree, read_layer};
+pub use history::{LayerEntry, base_tree, layer_labels, read_layer};
 pub use publish::{interrupted_publish, pending_publish};
 pub use staging::Staging;
 pub use types::{

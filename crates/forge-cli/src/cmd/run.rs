@@ -206,7 +206,10 @@ fn prepare(args: Args) -> Result<Prepared, String> {
         scope: args.scope,
         landing: Landing {
             land: args.land,
-            name: args.name.unwrap_or_else(|| land::default_name(&args.plan)),
+            name: match args.name {
+                Some(name) => name,
+                None => land::free_default_name(&repo.top, &args.plan)?,
+            },
             author: args.author,
         },
     };

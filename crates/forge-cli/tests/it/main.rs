@@ -1,5 +1,6 @@
 //! Integration tests of the `forge` binary.
 
+mod land;
 mod metrics;
 mod plan;
 mod publish;
@@ -18,9 +19,22 @@ fn forge_command(dir: &Path) -> Command {
     command
 }
 
-/// Runs `forge` with `args` in `dir`.
+/// Runs `forge` with `args` in `dir`. A `forge run` without `--land` gets `--land worktree`:
+/// these tests check the result in the working tree (`land.rs` tests the default, a branch).
 pub(crate) fn forge(dir: &Path, args: &[&str]) -> Output {
-    forge_command(dir).args(args).output().expect("forge runs")
+    forge_command(dir)
+        .args(worktree_landing(args))
+        .output()
+        .expect("forge runs")
+}
+
+/// `args`, with `--land worktree` added to a `run` that names no `--land`.
+pub(crate) fn worktree_landing<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") && !args.contains(&"--land") {
+        args.extend(["--land", "worktree"]);
+    }
+    args
 }
 
 /// stdout and stderr as text.
@@ -86,6 +100,9 @@ impl Sandbox {
         command
             .args(["run", "plan.toml", "--run-dir", &self.run_dir()])
             .args(args);
+        if !args.contains(&"--land") {
+            command.args(["--land", "worktree"]);
+        }
         if let Some(step) = kill_at {
             command.env("FORGE_FAULT_KILL_AT_STEP", step.to_string());
         }

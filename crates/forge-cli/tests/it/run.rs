@@ -159,6 +159,8 @@ deps = ["a", "b"]
     cmd.args([
         "run",
         "../plan.toml",
+        "--land",
+        "worktree",
         "--staging",
         "auto",
         "--executor",
@@ -343,7 +345,7 @@ fn trust_04_agents_environment_describes_their_view() {
     );
     let repo = sandbox.path().display().to_string();
     let out = crate::forge_command(sandbox.path())
-        .args(["run", "plan.toml", "--run-dir", &sandbox.run_dir()])
+        .args(["run", "plan.toml", "--land", "worktree", "--run-dir", &sandbox.run_dir()])
         .args([
             "--executor",
             r#"perl -e 'open(F, ">$ENV{PWD}/perl.txt") or die; print F map { "$_=$ENV{$_}\n" } sort keys %ENV'"#,
@@ -442,6 +444,8 @@ fn trust_19_runs_only_in_a_work_tree_and_from_its_top_level() {
         .args([
             "run",
             "../plan.toml",
+            "--land",
+            "worktree",
             "--executor",
             "sh -c 'ls > listing.txt'",
             "--run-dir",
@@ -543,7 +547,14 @@ fn trust_10_default_run_dir_is_private_and_new() {
     let tmpdir = tempfile::tempdir().expect("tempdir");
     let run = || {
         crate::forge_command(sandbox.path())
-            .args(["run", "plan.toml", "--executor", "true"])
+            .args([
+                "run",
+                "plan.toml",
+                "--land",
+                "worktree",
+                "--executor",
+                "true",
+            ])
             .env("TMPDIR", tmpdir.path())
             .output()
             .expect("forge runs")
@@ -571,7 +582,14 @@ fn trust_10_default_run_dir_is_private_and_new() {
     }
     // TMPDIR inside the repository is refused.
     let out = crate::forge_command(sandbox.path())
-        .args(["run", "plan.toml", "--executor", "true"])
+        .args([
+            "run",
+            "plan.toml",
+            "--land",
+            "worktree",
+            "--executor",
+            "true",
+        ])
         .env("TMPDIR", sandbox.path().join("tmp"))
         .output()
         .expect("forge runs");
@@ -684,6 +702,8 @@ deps = ["bad"]
             .args([
                 "run",
                 "plan.toml",
+                "--land",
+                "worktree",
                 "--executor",
                 "sh -c {prompt}",
                 "--run-dir",

@@ -41,7 +41,14 @@ fn staging() -> &'static str {
 
 fn start(sandbox: &Sandbox) -> Child {
     forge_command(sandbox.path())
-        .args(["run", "plan.toml", "--run-dir", &sandbox.run_dir()])
+        .args([
+            "run",
+            "plan.toml",
+            "--land",
+            "worktree",
+            "--run-dir",
+            &sandbox.run_dir(),
+        ])
         .args(["--executor", "sh -c {prompt}", "--staging", staging()])
         .args(["--jobs", "2"])
         .stdout(Stdio::piped())
@@ -179,7 +186,14 @@ prompt = "echo 'forge:retry-after 3600'; exit 76"
 "#,
     );
     let child = forge_command(sandbox.path())
-        .args(["run", "plan.toml", "--run-dir", &sandbox.run_dir()])
+        .args([
+            "run",
+            "plan.toml",
+            "--land",
+            "worktree",
+            "--run-dir",
+            &sandbox.run_dir(),
+        ])
         .args(["--executor", "sh -c {prompt}", "--staging", "copy"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
