@@ -225,7 +225,8 @@ pub(crate) enum Baseline {
         repo: PathBuf,
         /// Every base path (files, symlinks, gitlinks) with its mode and blob id.
         tree: HashMap<String, (u32, String)>,
-        /// Base paths whose working-tree state may differ from the base (stat-dirty).
+        /// Base paths whose working-tree content differs from the base (after a refresh of
+        /// the base index's stat data).
         dirty: HashSet<String>,
         /// Files not in the base and not ignored: created since the start.
         created: HashSet<String>,
@@ -292,6 +293,10 @@ impl Baseline {
                     let oid = fields.nth(1).unwrap_or_default().to_owned();
                     tree.insert(p.to_owned(), (mode, oid));
                 }
+                // Refreshing the copy's stat data (never its contents) makes `diff-files`
+                // list only paths whose content differs, not ones merely touched. It exits
+                // non-zero when some need updating: that is what diff-files reports next.
+                let _ = git(repo, Some(&index), &["update-index", "-q", "--refresh"]);
                 let dirty = nul_list(git(
                     repo,
                     Some(&index),
@@ -433,11 +438,7 @@ impl Baseline {
         match self {
             Baseline::None => {}
             Baseline::Git { dirty, created, .. } => {
-                for p in dirty {
-                    if self.ours(p)? != Ours::Unchanged {
-                        out.push(p.clone());
-                    }
-                }
+                out.extend(dirty.iter().cloned());
                 out.extend(created.iter().cloned());
             }
             Baseline::Fingerprint { repo, prints } => {

@@ -295,6 +295,13 @@ impl Publisher<'_> {
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
         match f.op {
             Op::File | Op::Exec | Op::Symlink => {
+                let parent_in_the_way = match paths::parent(path) {
+                    Some(p) => lstat(&self.repo.join(p))?.is_some_and(|m| !m.is_dir()),
+                    None => false,
+                };
+                if parent_in_the_way {
+                    return self.conflict(path, f, PublishConflictKind::Blocked);
+                }
                 if is_dir {
                     self.flush()?;
                     if !self.remove_collected_dir(path, false)? {

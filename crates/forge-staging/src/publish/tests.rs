@@ -251,6 +251,14 @@ fn trust_02_user_edits_during_the_run_are_merged_not_overwritten() {
     // The user, meanwhile: a.txt's first line, and c.txt (untracked at the start).
     fs::write(repo.join("a.txt"), "USER\nl2\nl3\n").expect("write");
     fs::write(repo.join("c.txt"), "untracked, edited\n").expect("write");
+    // Touched, not changed: not an edit.
+    fs::File::options()
+        .write(true)
+        .open(repo.join("b.txt"))
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        })
+        .expect("touch");
     assert_eq!(
         staging.changed_since_start().expect("changed"),
         vec!["a.txt".to_owned(), "c.txt".to_owned()]
@@ -486,5 +494,43 @@ fn trust_06_deleting_a_directory_keeps_nested_git_and_ignored_files() {
     assert!(
         repo.join("vendor/debug.log").is_file(),
         "ignored file removed"
+    );
+}
+
+/// Issue 13 item 2: the user replaced a directory by a file during the run; the run's
+/// files below it are conflicts kept in the run directory, and the user's file stays.
+#[test]
+fn trust_02_a_user_file_in_the_way_of_the_runs_directory_is_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = git_repo(tmp.path());
+    fs::create_dir_all(repo.join("d")).expect("mkdir");
+    fs::write(repo.join("d/x"), "x\n").expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "d"]);
+    let run = tmp.path().join("run");
+    let staging = open(&repo, &run);
+    staging
+        .commit(&[change("d/x", "run\n"), change("d/y", "new\n")])
+        .expect("commit");
+    fs::remove_dir_all(repo.join("d")).expect("rm");
+    fs::write(repo.join("d"), "now a file\n").expect("write");
+    let report = staging.publish().expect("publish");
+    assert_eq!(read(&repo, "d"), "now a file\n");
+    let paths: Vec<(&str, PublishConflictKind)> = report
+        .conflicts
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("d/x", PublishConflictKind::Blocked),
+            ("d/y", PublishConflictKind::Blocked)
+        ]
+    );
+    let run = fs::canonicalize(&run).expect("canonical");
+    assert_eq!(
+        fs::read_to_string(run.join("publish-conflicts/d/y")).expect("kept"),
+        "new\n"
     );
 }
