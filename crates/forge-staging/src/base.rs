@@ -155,7 +155,16 @@ pub(crate) fn ensure(repo: &Path, run_dir: &Path, ignores: &Ignores) -> Result<(
             if user_index.is_file() {
                 fs::copy(&user_index, &index).map_err(StagingError::io("copy", &index))?;
             }
-            git(repo, Some(&index), &["add", "-A", "--", "."])?;
+            // What git cannot add (a nested repository without a commit, an unreadable
+            // file) stays out of the base, so publishing treats it as the user's.
+            if let Err(e) = git(
+                repo,
+                Some(&index),
+                &["add", "-A", "--ignore-errors", "--", "."],
+            ) && !index.is_file()
+            {
+                return Err(e);
+            }
             let tree = git(repo, Some(&index), &["write-tree"])?;
             Record::Git {
                 git_dir,

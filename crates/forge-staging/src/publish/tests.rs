@@ -476,6 +476,9 @@ fn trust_06_deleting_a_directory_keeps_nested_git_and_ignored_files() {
     git(&repo, &["commit", "-qm", "vendor"]);
     let nested = repo.join("vendor/lib");
     git(&nested, &["init", "-q"]);
+    // A nested repository without a commit yet (git cannot add it) must not stop a run.
+    fs::create_dir_all(repo.join("vendor/fresh")).expect("mkdir");
+    git(&repo.join("vendor/fresh"), &["init", "-q"]);
     fs::write(nested.join("lib.rs"), "lib\n").expect("write");
     git(&nested, &["add", "-A"]);
     git(&nested, &["commit", "-qm", "unpushed"]);
@@ -494,6 +497,10 @@ fn trust_06_deleting_a_directory_keeps_nested_git_and_ignored_files() {
     assert!(
         repo.join("vendor/debug.log").is_file(),
         "ignored file removed"
+    );
+    assert!(
+        repo.join("vendor/fresh/.git/HEAD").is_file(),
+        "fresh .git removed"
     );
 }
 
