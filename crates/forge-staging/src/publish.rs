@@ -137,6 +137,7 @@ pub(crate) fn publish(
         &inner.run_dir,
         inner.opts.publish_lock_timeout,
     )?;
+    lock::check_no_other_pending(repo, git_dir.as_deref(), &inner.run_dir)?;
     let previous = read_record(&inner.run_dir)?;
     let (mut record, resumed) = match &previous {
         Some(r) if !r.done => (r.clone(), true),

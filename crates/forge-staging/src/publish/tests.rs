@@ -453,6 +453,14 @@ fn trust_17_an_interrupted_publish_is_visible_until_finished() {
         Some(run.clone())
     );
     assert_eq!(crate::interrupted_publish(&run).expect("record"), Some(1));
+    // Another run may not publish over the mix: it names the run to resume.
+    let other = open(&repo, &tmp.path().join("run-2"));
+    other.commit(&[change("c.txt", "c\n")]).expect("commit");
+    let err = other.publish().expect_err("interrupted publish pending");
+    assert!(
+        matches!(&err, StagingError::PublishInterrupted { run_dir, .. } if *run_dir == run),
+        "{err}"
+    );
     drop(staging);
     let staging = open(&repo, &run);
     let report = staging.publish().expect("finish");
@@ -460,6 +468,8 @@ fn trust_17_an_interrupted_publish_is_visible_until_finished() {
     assert_eq!(crate::pending_publish(&repo).expect("check"), None);
     assert_eq!(crate::interrupted_publish(&run).expect("record"), None);
     assert_eq!(read(&repo, "b.txt"), "y\n");
+    let _ = other.publish().expect("publish once the first is finished");
+    assert_eq!(read(&repo, "c.txt"), "c\n");
 }
 
 /// Issue 13 item 6 (publish side): deleting a directory removes what the run saw in it,
