@@ -32,6 +32,11 @@ timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 m
 retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
 failure is retried if the task has retries.
 
+Your working tree: the run's result is merged into it at the end, three-way with what you \
+changed while the run lasted; a path where both conflict keeps your version, the run's is \
+kept in RUN_DIR/publish-conflicts/PATH and named in the summary (exit status 1). Runs on one \
+repository publish one after the other. An interrupted publish is finished by `forge resume`.
+
 Exit status: 0 when every task succeeded, 1 when some failed, conflicted, were skipped or \
 cancelled, 2 on bad input (unreadable or invalid plan, bad template or option).")]
 pub(crate) struct Args {
