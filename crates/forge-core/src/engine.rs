@@ -532,4 +532,6 @@ pub fn status(run_dir: &Path) -> Result<RunState, EngineError> {
 }
 
 #[cfg(test)]
+mod publish_tests;
+#[cfg(test)]
 mod tests;

@@ -156,7 +156,16 @@ pub(crate) fn ensure(repo: &Path, run_dir: &Path, ignores: &Ignores) -> Result<(
             if user_index.is_file() {
                 fs::copy(&user_index, &index).map_err(StagingError::io("copy", &index))?;
             }
-            git(repo, Some(&index), &["add", "-A", "--", "."])?;
+            // What git cannot add (a nested repository without a commit, an unreadable
+            // file) stays out of the base, so publishing treats it as the user's.
+            if let Err(e) = git(
+                repo,
+                Some(&index),
+                &["add", "-A", "--ignore-errors", "--", "."],
+            ) && !index.is_file()
+            {
+                return Err(e);
+            }
             let tree = git(repo, Some(&index), &["write-tree"])?;
             Record::Git {
                 git_dir,
@@ -226,7 +235,8 @@ pub(crate) enum Baseline {
         repo: PathBuf,
         /// Every base path (files, symlinks, gitlinks) with its mode and blob id.
         tree: HashMap<String, (u32, String)>,
-        /// Base paths whose working-tree state may differ from the base (stat-dirty).
+        /// Base paths whose working-tree content differs from the base (after a refresh of
+        /// the base index's stat data).
         dirty: HashSet<String>,
         /// Files not in the base and not ignored: created since the start.
         created: HashSet<String>,
@@ -302,6 +312,10 @@ impl Baseline {
                     let oid = fields.nth(1).unwrap_or_default().to_owned();
                     tree.insert(p.to_owned(), (mode, oid));
                 }
+                // Refreshing the copy's stat data (never its contents) makes `diff-files`
+                // list only paths whose content differs, not ones merely touched. It exits
+                // non-zero when some need updating: that is what diff-files reports next.
+                let _ = git(repo, Some(&index), &["update-index", "-q", "--refresh"]);
                 let dirty = nul_list(git(
                     repo,
                     Some(&index),
@@ -446,11 +460,7 @@ impl Baseline {
         match self {
             Baseline::None => {}
             Baseline::Git { dirty, created, .. } => {
-                for p in dirty {
-                    if self.ours(p)? != Ours::Unchanged {
-                        out.push(p.clone());
-                    }
-                }
+                out.extend(dirty.iter().cloned());
                 out.extend(created.iter().cloned());
             }
             Baseline::Fingerprint { repo, prints } => {

@@ -118,6 +118,17 @@ pub enum StagingError {
         /// How long this publish waited.
         waited: std::time::Duration,
     },
+    /// Another run's publish into the repository was interrupted and must be finished
+    /// first: the working tree holds a mix of two of its generations.
+    #[error(
+        "cannot publish into {repo}: the publish of the run in {run_dir} was interrupted; run `forge resume {run_dir}` first"
+    )]
+    PublishInterrupted {
+        /// The repository.
+        repo: PathBuf,
+        /// The run directory of the interrupted publish.
+        run_dir: PathBuf,
+    },
     /// A file in the run directory does not have the expected form.
     #[error("corrupt run directory entry {path}: {reason}")]
     Corrupt {

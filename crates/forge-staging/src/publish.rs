@@ -137,6 +137,7 @@ pub(crate) fn publish(
         &inner.run_dir,
         inner.opts.publish_lock_timeout,
     )?;
+    lock::check_no_other_pending(repo, git_dir.as_deref(), &inner.run_dir)?;
     let previous = read_record(&inner.run_dir)?;
     let (mut record, resumed) = match &previous {
         Some(r) if !r.done => (r.clone(), true),
@@ -295,6 +296,13 @@ impl Publisher<'_> {
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
         match f.op {
             Op::File | Op::Exec | Op::Symlink => {
+                let parent_in_the_way = match paths::parent(path) {
+                    Some(p) => lstat(&self.repo.join(p))?.is_some_and(|m| !m.is_dir()),
+                    None => false,
+                };
+                if parent_in_the_way {
+                    return self.conflict(path, f, PublishConflictKind::Blocked);
+                }
                 if is_dir {
                     self.flush()?;
                     if !self.remove_collected_dir(path, false)? {

@@ -335,7 +335,9 @@ pub enum PublishConflictKind {
     /// The user changed the path and its content at the start is unknown (a plain directory
     /// has only stat fingerprints; a file both created), so there is nothing to merge with.
     NoBase,
-    /// The user has a file where the run needs a directory, or at one of its parents.
+    /// Something of the user's is in the way: a file where the run needs a directory (at
+    /// the path or a parent), or a directory holding what the run never saw (ignored or
+    /// new files, a nested `.git`) where the run wants a file.
     Blocked,
 }
 
@@ -348,7 +350,10 @@ impl fmt::Display for PublishConflictKind {
             PublishConflictKind::NoBase => {
                 "changed by the user during the run, with no base to merge against"
             }
-            PublishConflictKind::Blocked => "the user has a file where the run needs a directory",
+            PublishConflictKind::Blocked => {
+                "something of the user's is in the way (a file where the run needs a directory, \
+                 or a directory holding files the run never saw)"
+            }
         })
     }
 }

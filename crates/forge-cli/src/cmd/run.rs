@@ -50,6 +50,11 @@ independent of it still runs to its end, retries included. --fail-fast stops the
 at the first such failure instead (running agents and pending retries are cancelled); \
 --keep-going, the default, is accepted for older scripts.
 
+Your working tree: the run's result is merged into it at the end, three-way with what you \
+changed while the run lasted; a path where both conflict keeps your version, the run's is \
+kept in RUN_DIR/publish-conflicts/PATH and named in the summary (exit status 1). Runs on one \
+repository publish one after the other. An interrupted publish is finished by `forge resume`.
+
 Exit status: 0 when every task succeeded, 1 when some failed, conflicted, were skipped or \
 cancelled, 2 on bad input (unreadable, empty or invalid plan, bad template or option, no \
 git work tree, unusable run directory).")]

@@ -149,3 +149,42 @@ writes = ["b.txt"]
     assert!(!marker.exists());
     assert_eq!(read(&sandbox, "b.txt"), "agent\n");
 }
+
+#[test]
+fn trust_03_two_runs_on_one_repository_both_land() {
+    let sandbox = mk("");
+    sandbox.write(".gitignore", "plan*.toml\n");
+    for (name, from, to) in [("a", "l1", "A"), ("b", "l3", "B")] {
+        sandbox.write(
+            &format!("plan-{name}.toml"),
+            &format!(
+                "[[task]]\nid = \"{name}\"\nprompt = \"sleep 1; sed -i s/{from}/{to}/ a.txt\"\nwrites = [\"a.txt\"]\n"
+            ),
+        );
+    }
+    let runs: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let repo = sandbox.path().to_owned();
+            let run_dir = format!("{}-{name}", sandbox.run_dir());
+            std::thread::spawn(move || {
+                forge(
+                    &repo,
+                    &[
+                        "run",
+                        &format!("plan-{name}.toml"),
+                        "--run-dir",
+                        &run_dir,
+                        EXECUTOR[0],
+                        EXECUTOR[1],
+                    ],
+                )
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().expect("forge thread");
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    }
+    assert_eq!(read(&sandbox, "a.txt"), "A\nl2\nB\n");
+}

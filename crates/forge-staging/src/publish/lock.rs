@@ -115,6 +115,31 @@ pub(crate) fn acquire(
     Ok(RepoLock { _file: file })
 }
 
+/// Fails when the marker names another run whose publish was interrupted: publishing over
+/// it would hide that the working tree is already a mix (call with the lock held).
+pub(crate) fn check_no_other_pending(
+    repo: &Path,
+    git_dir: Option<&Path>,
+    run_dir: &Path,
+) -> Result<()> {
+    let Some(git_dir) = git_dir else {
+        return Ok(());
+    };
+    let marker = marker_path(git_dir);
+    let other = match fs::read_to_string(&marker) {
+        Ok(text) => PathBuf::from(text.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StagingError::io("read", &marker)(e)),
+    };
+    if other == run_dir || super::is_done(&other) {
+        return Ok(());
+    }
+    Err(StagingError::PublishInterrupted {
+        repo: repo.to_owned(),
+        run_dir: other,
+    })
+}
+
 /// Records that the run in `run_dir` is about to write into the working tree.
 pub(crate) fn mark(git_dir: Option<&Path>, run_dir: &Path) -> Result<()> {
     let Some(git_dir) = git_dir else {

@@ -251,6 +251,14 @@ fn trust_02_user_edits_during_the_run_are_merged_not_overwritten() {
     // The user, meanwhile: a.txt's first line, and c.txt (untracked at the start).
     fs::write(repo.join("a.txt"), "USER\nl2\nl3\n").expect("write");
     fs::write(repo.join("c.txt"), "untracked, edited\n").expect("write");
+    // Touched, not changed: not an edit.
+    fs::File::options()
+        .write(true)
+        .open(repo.join("b.txt"))
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        })
+        .expect("touch");
     assert_eq!(
         staging.changed_since_start().expect("changed"),
         vec!["a.txt".to_owned(), "c.txt".to_owned()]
@@ -445,6 +453,14 @@ fn trust_17_an_interrupted_publish_is_visible_until_finished() {
         Some(run.clone())
     );
     assert_eq!(crate::interrupted_publish(&run).expect("record"), Some(1));
+    // Another run may not publish over the mix: it names the run to resume.
+    let other = open(&repo, &tmp.path().join("run-2"));
+    other.commit(&[change("c.txt", "c\n")]).expect("commit");
+    let err = other.publish().expect_err("interrupted publish pending");
+    assert!(
+        matches!(&err, StagingError::PublishInterrupted { run_dir, .. } if *run_dir == run),
+        "{err}"
+    );
     drop(staging);
     let staging = open(&repo, &run);
     let report = staging.publish().expect("finish");
@@ -452,6 +468,8 @@ fn trust_17_an_interrupted_publish_is_visible_until_finished() {
     assert_eq!(crate::pending_publish(&repo).expect("check"), None);
     assert_eq!(crate::interrupted_publish(&run).expect("record"), None);
     assert_eq!(read(&repo, "b.txt"), "y\n");
+    let _ = other.publish().expect("publish once the first is finished");
+    assert_eq!(read(&repo, "c.txt"), "c\n");
 }
 
 /// Issue 13 item 6 (publish side): deleting a directory removes what the run saw in it,
@@ -468,6 +486,9 @@ fn trust_06_deleting_a_directory_keeps_nested_git_and_ignored_files() {
     git(&repo, &["commit", "-qm", "vendor"]);
     let nested = repo.join("vendor/lib");
     git(&nested, &["init", "-q"]);
+    // A nested repository without a commit yet (git cannot add it) must not stop a run.
+    fs::create_dir_all(repo.join("vendor/fresh")).expect("mkdir");
+    git(&repo.join("vendor/fresh"), &["init", "-q"]);
     fs::write(nested.join("lib.rs"), "lib\n").expect("write");
     git(&nested, &["add", "-A"]);
     git(&nested, &["commit", "-qm", "unpushed"]);
@@ -486,5 +507,47 @@ fn trust_06_deleting_a_directory_keeps_nested_git_and_ignored_files() {
     assert!(
         repo.join("vendor/debug.log").is_file(),
         "ignored file removed"
+    );
+    assert!(
+        repo.join("vendor/fresh/.git/HEAD").is_file(),
+        "fresh .git removed"
+    );
+}
+
+/// Issue 13 item 2: the user replaced a directory by a file during the run; the run's
+/// files below it are conflicts kept in the run directory, and the user's file stays.
+#[test]
+fn trust_02_a_user_file_in_the_way_of_the_runs_directory_is_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = git_repo(tmp.path());
+    fs::create_dir_all(repo.join("d")).expect("mkdir");
+    fs::write(repo.join("d/x"), "x\n").expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "d"]);
+    let run = tmp.path().join("run");
+    let staging = open(&repo, &run);
+    staging
+        .commit(&[change("d/x", "run\n"), change("d/y", "new\n")])
+        .expect("commit");
+    fs::remove_dir_all(repo.join("d")).expect("rm");
+    fs::write(repo.join("d"), "now a file\n").expect("write");
+    let report = staging.publish().expect("publish");
+    assert_eq!(read(&repo, "d"), "now a file\n");
+    let paths: Vec<(&str, PublishConflictKind)> = report
+        .conflicts
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("d/x", PublishConflictKind::Blocked),
+            ("d/y", PublishConflictKind::Blocked)
+        ]
+    );
+    let run = fs::canonicalize(&run).expect("canonical");
+    assert_eq!(
+        fs::read_to_string(run.join("publish-conflicts/d/y")).expect("kept"),
+        "new\n"
     );
 }

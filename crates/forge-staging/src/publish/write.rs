@@ -121,12 +121,16 @@ impl TempArea {
                 rustix::process::getegid().as_raw(),
             );
             if (m.uid(), m.gid()) != me {
-                rustix::fs::fchown(
+                match rustix::fs::fchown(
                     &file,
                     Some(rustix::fs::Uid::from_raw(m.uid())),
                     Some(rustix::fs::Gid::from_raw(m.gid())),
-                )
-                .map_err(|e| StagingError::io("chown", &tmp)(e.into()))?;
+                ) {
+                    // Without the privilege to give a file away, the file becomes ours, as
+                    // any editor's save would make it.
+                    Ok(()) | Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(StagingError::io("chown", &tmp)(e.into())),
+                }
             }
         }
         // After the chown, which clears set-id bits.
