@@ -24,8 +24,12 @@
 //!   `copy` with the reason in [`Staging::backend_reason`].
 //! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
 //!   against a snapshot taken while copying.
-//! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
-//!   changes and the generation's layers applied; needs a git repository.
+//! - `worktree`: a git repository of its own per view, borrowing the repository's objects
+//!   through `objects/info/alternates` (refs, `HEAD` and the checkout settings copied in;
+//!   no remote, no hooks), `HEAD` checked out, then the repository's working changes and
+//!   the generation's layers applied; needs a git repository. An agent's git commands
+//!   (`git branch -D`, `git stash clear`, `git config`, `git commit`) change the view's
+//!   repository only, never the user's.
 //!
 //! # Rules and limits
 //!
@@ -43,8 +47,9 @@
 //!   a file's mode is tracked, as git does.
 //! - Special files (FIFOs, sockets, devices) in the repository are invisible to
 //!   generations; in a view they are [`Rejected`], never copied.
-//! - `worktree` views lack the paths forge ignores (`target/`, `node_modules/`), which git
-//!   worktrees never copy.
+//! - `worktree` views lack the paths forge ignores (`target/`, `node_modules/`), which a
+//!   checkout never writes. A view's repository reads objects from the repository's
+//!   object directory while it lives; git-lfs content is not carried over.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
 //!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
 //!   fails with an error naming the holder. When this process dies, the namespace and

@@ -8,3 +8,4 @@ mod git_status;
 mod model;
 mod userns;
 mod views;
+mod worktree;
