@@ -103,6 +103,8 @@
 //! (which [`Subscription::try_recv`] uses; no tokio runtime is started), and works with any
 //! async runtime (or none: [`Subscription::try_recv`] never blocks).
 
+#![forbid(unsafe_code)]
+
 mod bus;
 mod critical_path;
 mod journal;

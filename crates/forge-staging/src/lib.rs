@@ -93,6 +93,8 @@
 //! None. The overlay backend needs Linux at run time (root, or 5.11+ with unprivileged
 //! user namespaces allowed); the others work anywhere Unix-like.
 
+#![deny(unsafe_code)]
+
 mod cleanup;
 mod collect;
 mod copy;
@@ -105,6 +107,10 @@ mod snapshot;
 mod staging;
 mod sys;
 mod types;
+#[allow(
+    unsafe_code,
+    reason = "the crate's only unsafe: fork hooks and a `clone` child for user namespaces"
+)]
 mod userns;
 mod view;
 mod worktree;
