@@ -1,5 +1,8 @@
 //! Integration tests of the `forge` binary.
 
+#![forbid(unsafe_code)]
+
+mod merge_file;
 mod metrics;
 mod plan;
 mod resume;
