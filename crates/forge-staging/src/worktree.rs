@@ -133,6 +133,8 @@ struct Source {
 }
 
 impl Source {
+    /// Reads what a view copies from the repository `repo` (three git commands that write
+    /// nothing: `GIT_OPTIONAL_LOCKS=0`).
     fn read(repo: &Path) -> Result<Source> {
         let out = git(
             repo,
@@ -238,6 +240,7 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
     fs::write(path, data).map_err(StagingError::io("write", path))
 }
 
+/// The error for git output of a shape this module does not expect.
 fn unexpected(repo: &Path, what: &str, out: &[u8]) -> StagingError {
     StagingError::Git {
         args: what.to_owned(),
