@@ -9,9 +9,12 @@
 //! settings that decide how files are checked out or who commits (`user.*`, `core.autocrlf`,
 //! `filter.*`, ... see [`carried_over`]) are copied in once. Nothing in it points back at
 //! the user's repository except the alternates entry, which git only reads: no remote, no
-//! hooks, no worktree link. So an agent's `git branch -D`, `git stash clear`,
-//! `git config`, `git tag`, `git commit` or `git gc` change the view's repository only, and
-//! deleting the view's `.git` changes nothing forge collects (`.git` is always ignored).
+//! hooks, no worktree link, and the `file` transport off (`protocol.file.allow = never`),
+//! so even `git push /path/to/the/repository` fails. So an agent's `git branch -D`,
+//! `git stash clear`, `git config`, `git tag`, `git commit` or `git gc` change the view's
+//! repository only, and deleting the view's `.git` changes nothing forge collects (`.git`
+//! is always ignored). (An agent that writes into the user's `.git` by path, not through
+//! git, is the sandbox issue's to stop.)
 //!
 //! Limitation: objects the view needs are read from the user's object directory while the
 //! view lives, so the user's repository must keep them (it must not change during a run
@@ -228,6 +231,9 @@ impl Source {
         let mut config = fs::read(git_dir.join("config"))
             .map_err(StagingError::io("read", &git_dir.join("config")))?;
         config.extend_from_slice(config_text(&self.config).as_bytes());
+        // No remote leads back, and a push or fetch naming the repository's path is
+        // refused too: local paths are git's `file` transport.
+        config.extend_from_slice(b"[protocol \"file\"]\n\tallow = never\n");
         write(&git_dir.join("config"), &config)
     }
 }

@@ -109,6 +109,20 @@ fn trust_07_git_commands_in_a_worktree_view_leave_the_user_repository_alone() {
     git_in(&view, &["update-ref", "refs/heads/master", "HEAD~1"]);
     git_in(&view, &["reflog", "expire", "--expire=now", "--all"]);
     git_in(&view, &["gc", "-q", "--prune=now"]);
+    // Pushing to the repository by its path is refused (git's `file` transport is off).
+    let push = std::process::Command::new("git")
+        .current_dir(view.path())
+        .args([
+            "push",
+            repo.to_str().expect("utf-8"),
+            "HEAD:refs/heads/pushed",
+        ])
+        .output()
+        .expect("git runs");
+    assert!(
+        !push.status.success(),
+        "a push to the repository's path worked"
+    );
 
     assert_eq!(git_state(&repo), before, "the user's repository changed");
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
