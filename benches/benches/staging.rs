@@ -3,6 +3,7 @@
 //! count):
 //!
 //! - overlay view create + drop vs `git worktree add` (target: <= 15 ms, >= 100x faster);
+//! - the worktree backend's view creation vs `git worktree add`;
 //! - overlay change collection after 10 edits (target: <= 5 ms);
 //! - copy-backend collection (stat walk) vs `git status --porcelain` in the same copy;
 //! - copy-backend view creation vs `cp -a`, and creation right after dropping a copy.
@@ -13,6 +14,8 @@
 //!
 //! The slow peers run ten samples of one iteration each; expect a few minutes in all
 //! (`cargo bench --bench staging -- base_snapshot` runs only the snapshot group's samples).
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -169,6 +172,32 @@ fn staging_benches(c: &mut Criterion) {
     });
     git(&repo, &["worktree", "prune"]);
 
+    // forge's worktree backend, its peer: a repository of its own per view (`git init`,
+    // alternates to the repository's objects, refs copied, `git read-tree -u HEAD`), plus
+    // the repository's `git status` for its working changes.
+    let worktree = Staging::open(
+        &repo,
+        &tmp.path().join("run-worktree"),
+        StagingOptions::with_backend(Some(Backend::Worktree)),
+    )
+    .expect("worktree staging");
+    let mut kept_worktrees = Vec::new();
+    group.bench_function("worktree view create", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let t = Instant::now();
+                let view = worktree
+                    .create_view(0, &format!("w{n}"))
+                    .expect("worktree view");
+                total += t.elapsed();
+                kept_worktrees.push(view);
+            }
+            total
+        });
+    });
+
     let cp_dir = tmp.path().join("cp");
     fs::create_dir(&cp_dir).expect("mkdir");
     group.bench_function("cp -a", |b| {
@@ -262,11 +291,13 @@ fn staging_benches(c: &mut Criterion) {
     group.finish();
     let t = Instant::now();
     drop(kept);
+    drop(kept_worktrees);
     eprintln!(
         "dropping the copy views took {:.1?} on the caller's thread",
         t.elapsed()
     );
     copy.wait_for_teardown();
+    worktree.wait_for_teardown();
 }
 
 /// The base snapshot of a fresh run (issue 13 item 2) against `git status --porcelain`.

@@ -13,6 +13,8 @@
 //! [`run_embedded`] (`cargo run -p forge-examples --example embed`) shows forge used as a
 //! library with in-process agents that edit their views directly and start tools in them.
 
+#![forbid(unsafe_code)]
+
 mod embed;
 
 pub use embed::{EmbedReport, run_embedded};

@@ -1,5 +1,7 @@
 //! The `forge` command: a thin layer over forge-core. No engine logic lives here.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -53,6 +53,8 @@
 //!
 //! None: everything is always built. Unix only (process groups and signals).
 
+#![forbid(unsafe_code)]
+
 mod engine;
 mod event;
 mod executor;

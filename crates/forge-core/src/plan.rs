@@ -75,7 +75,8 @@ pub struct Task {
         skip_serializing_if = "Option::is_none"
     )]
     pub duration_hint: Option<Duration>,
-    /// Free-form cost estimate (tokens, dollars); reported, not used for scheduling.
+    /// Free-form cost estimate (tokens, dollars). forge never reads it: it is kept with the
+    /// task (and in the run directory's `plan.json`) for tools around forge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
 }

@@ -3,7 +3,8 @@
 //!
 //! Everything forge does must be visible as it happens (a terminal view, a dashboard, a log
 //! shipper) and durable (a crashed run is resumed and audited from its journal). This crate is
-//! the machinery for both, generic over the event type `E`; it knows nothing of tasks.
+//! the machinery for both, generic over the event type `E`. Of tasks it knows only what the
+//! critical path needs: a [`TaskSpan`] is an id, dependency ids and two times.
 //!
 //! - [`Bus`]: many publishers, many subscribers. Each [`Subscription`] is a
 //!   [`Stream`](futures::Stream) of [`Delivery`] items, optionally filtered. A publisher never
@@ -102,6 +103,8 @@
 //! None. The crate needs tokio's `sync` feature, and `rt` for `tokio::task::coop::unconstrained`
 //! (which [`Subscription::try_recv`] uses; no tokio runtime is started), and works with any
 //! async runtime (or none: [`Subscription::try_recv`] never blocks).
+
+#![forbid(unsafe_code)]
 
 mod bus;
 mod critical_path;

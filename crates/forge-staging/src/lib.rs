@@ -26,8 +26,12 @@
 //!   against a snapshot taken while copying. Every walk is the `ignore` crate's parallel
 //!   walker; a failure or a panic on any of its threads is an error, never a partial
 //!   change set.
-//! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
-//!   changes and the generation's layers applied; needs a git repository.
+//! - `worktree`: a git repository of its own per view, borrowing the repository's objects
+//!   through `objects/info/alternates` (refs, `HEAD` and the checkout settings copied in;
+//!   no remote, no hooks), `HEAD` checked out, then the repository's working changes and
+//!   the generation's layers applied; needs a git repository. An agent's git commands
+//!   (`git branch -D`, `git stash clear`, `git config`, `git commit`) change the view's
+//!   repository only, never the user's.
 //!
 //! # Rules and limits
 //!
@@ -61,7 +65,8 @@
 //! - Special files (FIFOs, sockets, devices) in the repository are invisible to
 //!   generations; in a view they are [`Rejected`], never copied.
 //! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
-//!   which git worktrees never copy.
+//!   which a checkout never writes. A view's repository reads objects from the repository's
+//!   object directory while it lives; git-lfs content is not carried over.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
 //!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
 //!   fails with an error naming the holder. When this process dies, the namespace and
@@ -105,6 +110,9 @@
 //! None. The overlay backend needs Linux at run time (root, or 5.11+ with unprivileged
 //! user namespaces allowed); the others work anywhere Unix-like.
 
+//! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
+//!   which a checkout never writes. A view's repository reads objects from the repository's
+//!   object directory while it lives; git-lfs content is not carried over.
 mod base;
 mod cleanup;
 mod collect;
@@ -120,6 +128,10 @@ mod snapshot;
 mod staging;
 mod sys;
 mod types;
+#[allow(
+    unsafe_code,
+    reason = "the crate's only unsafe: fork hooks and a `clone` child for user namespaces"
+)]
 mod userns;
 mod view;
 mod walk;

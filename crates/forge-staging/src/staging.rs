@@ -36,9 +36,6 @@ pub(crate) struct Inner {
     pub(crate) flat_lock: Mutex<()>,
     /// Background removals of torn-down views.
     pub(crate) reaper: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Serializes `git worktree add` and `git worktree prune`: a prune that empties
-    /// `.git/worktrees` removes the directory under a concurrent add.
-    pub(crate) git_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -133,7 +130,6 @@ impl Staging {
             live_views: AtomicUsize::new(0),
             flat_lock: Mutex::new(()),
             reaper: Mutex::new(Vec::new()),
-            git_lock: Mutex::new(()),
         };
         Ok(Staging {
             inner: Arc::new(inner),

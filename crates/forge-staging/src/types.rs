@@ -57,8 +57,9 @@ pub enum Backend {
     Reflink,
     /// A parallel copy of the generation: portable, the fallback.
     Copy,
-    /// `git worktree add --detach` at `HEAD`, then the generation's layers and working
-    /// changes applied: needs a git repository.
+    /// A git repository of its own per view, borrowing the repository's objects, with
+    /// `HEAD` checked out and the working changes and the generation's layers applied:
+    /// needs a git repository.
     Worktree,
 }
 

@@ -1,6 +1,9 @@
 //! Integration tests of the `forge` binary.
 
+#![forbid(unsafe_code)]
+
 mod land;
+mod merge_file;
 mod metrics;
 mod plan;
 mod publish;

@@ -1,5 +1,7 @@
 //! Integration tests of forge-core: real processes, random DAGs, and the seed plan.
 
+#![forbid(unsafe_code)]
+
 mod engine;
 mod fuzz;
 mod plans;

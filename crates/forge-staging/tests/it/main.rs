@@ -1,6 +1,8 @@
 //! Integration tests of forge-staging: every backend against a model file system, against
 //! `git status`, generations, rejection of unsafe entries, compaction and cleanup.
 
+#![forbid(unsafe_code)]
+
 mod support;
 
 mod cleanup;
@@ -9,3 +11,4 @@ mod ignores;
 mod model;
 mod userns;
 mod views;
+mod worktree;
