@@ -1,5 +1,6 @@
 //! Integration tests of the `forge` binary.
 
+mod chaos;
 mod metrics;
 mod plan;
 mod resume;
