@@ -47,6 +47,9 @@ pub(crate) enum Op {
     AbsoluteWrite,
     /// Create `.a.txt.forge-publish` and `.b.txt.forge-publish`.
     PublishTempName,
+    /// Write through `$INIT_CWD` (npm's copy of the caller's directory, the repository here)
+    /// when it is not the agent's own directory.
+    InheritedCwd,
     /// Write under `.git/` (a new file, `config`) and create `sub/.git/HEAD`.
     GitDirWrite,
     /// `rm -rf vendor` (the nested repository `vendor/lib` with its `.git`).
@@ -84,7 +87,7 @@ pub(crate) enum Op {
     Exit76Float,
     /// Exit 76 without a header once.
     Exit76NoHeader,
-    /// 1 MB of output in 2-byte lines (`yes | head -c 1000000`).
+    /// 500 kB of output in 2-byte lines (`yes | head -c 500000`).
     Flood,
     /// 20 MB of output in 2-byte lines.
     FloodHuge,
@@ -100,12 +103,13 @@ pub(crate) enum Op {
 
 impl Op {
     /// Every operation.
-    pub(crate) const ALL: [Op; 29] = [
+    pub(crate) const ALL: [Op; 30] = [
         Op::Edit,
         Op::Create,
         Op::EditUnderTarget,
         Op::AbsoluteWrite,
         Op::PublishTempName,
+        Op::InheritedCwd,
         Op::GitDirWrite,
         Op::RmVendor,
         Op::SymlinkOut,
@@ -167,6 +171,7 @@ fn enabled(op: Op) -> bool {
         Op::EditUnderTarget => false, // item 5: tracked files under `target/` are dropped
         Op::AbsoluteWrite => true,    // known escape (issue 16), tolerated by (b)
         Op::PublishTempName => false, // item 1: publish temp names are addressable
+        Op::InheritedCwd => false,    // item 4: the agent's environment points at the repository
         Op::GitDirWrite => true,
         Op::RmVendor => false, // item 6: the nested repository's `.git` is deleted
         Op::SymlinkOut => true,
@@ -177,7 +182,8 @@ fn enabled(op: Op) -> bool {
         Op::Chmod => true,
         Op::EnvAppend => false, // items 5 and 11: `.env` is merged and loses mode 0600
         Op::ForkDetach => true, // escaped processes are counted and killed (issue 16)
-        Op::ForkDetachHoldingOutput => false, // the run waits for the detached process's pipes
+        // Bounded: the run waits about 5 s for the agent's pipes, then goes on.
+        Op::ForkDetachHoldingOutput => true,
         Op::Exit75Once => true,
         Op::Exit76Zero => true,
         Op::Exit76One => true,
@@ -228,7 +234,7 @@ fn env_number(name: &str) -> Option<u32> {
 fn trust_22_chaos_invariants_hold() {
     let ops = active_ops();
     let soak = std::env::var_os("FORGE_SOAK").is_some();
-    let cases = env_number("FORGE_CHAOS_CASES").unwrap_or(if soak { 2000 } else { 8 });
+    let cases = env_number("FORGE_CHAOS_CASES").unwrap_or(if soak { 2000 } else { 6 });
     let verbose = std::env::var_os("FORGE_CHAOS_VERBOSE").is_some();
     let report = std::env::var_os("FORGE_CHAOS_REPORT").map(std::path::PathBuf::from);
     let config = Config {

@@ -66,6 +66,8 @@ pub(crate) struct Journal {
     /// Paths named by a publish-time conflict report: any event whose kind mentions
     /// `conflict` other than a task's `merge_conflict` (the fix of item 2 adds one).
     pub(crate) publish_conflicts: BTreeSet<String>,
+    /// Errors that report a panic (a worker's panic is caught and fails its task).
+    pub(crate) panics: Vec<String>,
     /// Lines that did not parse as a JSON record.
     pub(crate) garbage: usize,
 }
@@ -83,6 +85,11 @@ impl Journal {
             let event = record.get("event").unwrap_or(&record);
             let kind = event["kind"].as_str().unwrap_or_default();
             let task = event["task"].as_str().unwrap_or_default().to_owned();
+            if let Some(error) = event["error"].as_str()
+                && error.contains("panicked")
+            {
+                journal.panics.push(format!("{task}: {error}"));
+            }
             match kind {
                 "task_merged" => {
                     journal.merged.insert(task);
@@ -187,9 +194,8 @@ pub(crate) fn compare(
             (Some(want), Some(have)) => {
                 if !matches(want, have, &x.repo.join(path)) {
                     out.push(format!(
-                        "(b) {path} differs from the merge of the user's edits and the merged tasks: want {}, have {}",
-                        describe_want(want),
-                        describe(Some(have))
+                        "(b) {path} differs from the merge of the user's edits and the merged tasks: {}",
+                        difference(want, have)
                     ));
                 }
             }
@@ -267,6 +273,39 @@ fn matches(want: &Want, have: &Found, disk: &Path) -> bool {
         }
         _ => false,
     }
+}
+
+/// How `have` differs from `want`: the lines missing and the lines not expected when both are
+/// text, else both described.
+fn difference(want: &Want, have: &Found) -> String {
+    let (
+        Want::File { bytes: w, mode: wm },
+        Found::File {
+            bytes: Some(h),
+            mode: hm,
+            ..
+        },
+    ) = (want, have)
+    else {
+        return format!(
+            "want {}, have {}",
+            describe_want(want),
+            describe(Some(have))
+        );
+    };
+    let (w, h) = (String::from_utf8_lossy(w), String::from_utf8_lossy(h));
+    let missing: Vec<&str> = w.lines().filter(|l| !h.lines().any(|x| x == *l)).collect();
+    let extra: Vec<&str> = h.lines().filter(|l| !w.lines().any(|x| x == *l)).collect();
+    let mut text = format!("lines missing {missing:?}, lines not expected {extra:?}");
+    if let Some(wm) = wm
+        && wm != hm
+    {
+        text.push_str(&format!(", mode {hm:o} instead of {wm:o}"));
+    }
+    if missing.is_empty() && extra.is_empty() && w != h {
+        text.push_str(&format!(", order differs: have {}", preview(h.as_bytes())));
+    }
+    text
 }
 
 fn describe_want(want: &Want) -> String {

@@ -141,8 +141,11 @@ pub(crate) enum Sig {
 /// How a supervised `forge` process ended.
 #[derive(Debug)]
 pub(crate) struct Finished {
-    /// Its exit status; `None` when it overran its deadline and was killed.
+    /// Its exit status; `None` when it overran its deadline or the hard memory cap and was
+    /// killed.
     pub(crate) status: Option<ExitStatus>,
+    /// Whether it was killed for passing the hard memory cap.
+    pub(crate) over_memory: bool,
     /// Peak resident memory (`VmHWM`) in KiB, polled while it ran.
     pub(crate) peak_kib: u64,
     /// Whether the scheduled signal was sent while it still ran.
@@ -170,6 +173,10 @@ pub(crate) fn supervise(
         .args(args)
         .current_dir(dir)
         .env_remove("COLUMNS")
+        // What a shell in `dir` passes on (and npm's INIT_CWD): item 4 audits them.
+        .env("PWD", dir)
+        .env("OLDPWD", dir.parent().unwrap_or(dir))
+        .env("INIT_CWD", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -196,6 +203,7 @@ pub(crate) fn supervise(
             kill_hard(&mut child);
             break None;
         }
+
         std::thread::sleep(Duration::from_millis(15));
     };
     let mut output = stdout.join().expect("stdout reader");
@@ -203,6 +211,7 @@ pub(crate) fn supervise(
     output.push_str(&stderr.join().expect("stderr reader"));
     Finished {
         status,
+        over_memory: peak_kib > HARD_KIB,
         peak_kib,
         signalled,
         output,
