@@ -28,7 +28,9 @@
 //! `FORGE_CHAOS_VERBOSE=1` prints every case with its violations and `forge`'s output.
 
 mod check;
+mod ops;
 mod scenario;
+mod setup;
 mod world;
 
 use proptest::prelude::*;

@@ -1,18 +1,19 @@
-//! The chaos test's cases: the random repository, the plan and its agents' scripts (what each
-//! [`Op`] does, and what it changes when its task is merged), the simulated user, and one
-//! case run end to end with every invariant checked.
+//! The chaos test's cases and one case run end to end: the random case (plan shape, agent
+//! operations, user, second run, signal), the `forge` processes it starts, and every
+//! invariant checked on what they leave behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::sample::select;
 
 use super::Op;
-use super::check::{self, Expectation, Journal, Model, UserMark, Want};
+use super::check::{self, Expectation, Journal, Want};
+use super::ops::Ctx;
+use super::setup::{self, PlanTask, UserAct};
 use super::world::{self, Finished, Guard, Sig};
 
 /// How long one `forge` process may take before it counts as a hang.
@@ -20,17 +21,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// Invariant (f): peak memory of a `forge` process, plus the largest file merged on both
 /// sides (none of the operations changes a file on both sides).
 const MEMORY_KIB: u64 = 200 << 10;
-/// The files the simulated user appends to (tasks edit the first two, never the docs).
-const USER_FILES: [&str; 6] = [
-    "a.txt",
-    "b.txt",
-    "docs/d0.txt",
-    "docs/d1.txt",
-    "docs/d2.txt",
-    "docs/d3.txt",
-];
-const LARGE: usize = 5_000_000;
-const SPARSE: u64 = 1 << 30;
 
 /// Which `writes` a task declares.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +36,7 @@ pub(crate) enum Scope {
 /// One task of the plan.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskCase {
-    ops: Vec<Op>,
+    pub(crate) ops: Vec<Op>,
     /// Bit j set: depends on task j (only j below this task's index count: a DAG).
     deps_mask: u8,
     scope: Scope,
@@ -54,22 +44,12 @@ pub(crate) struct TaskCase {
     sleep_ms: (u16, u16),
 }
 
-/// Something the simulated user does to the working tree.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum UserAct {
-    /// Appends a line to `USER_FILES[i % 6]` (creating it when it was deleted).
-    Append(u8),
-    /// Deletes `docs/d{i % 4}.txt`.
-    Delete(u8),
-    /// Creates `user-{i}.txt`.
-    Create(u8),
-}
-
 /// One random case.
 #[derive(Debug, Clone)]
 pub(crate) struct Case {
-    extras: Vec<String>,
-    tasks: Vec<TaskCase>,
+    /// Contents of extra files `extra/e{i}.txt`.
+    pub(crate) extras: Vec<String>,
+    pub(crate) tasks: Vec<TaskCase>,
     jobs: u8,
     keep_going: bool,
     /// Rounds of user actions, each after a delay (ms) from the start.
@@ -101,10 +81,20 @@ impl Case {
 
 /// Cases drawing agent operations and conditions from `ops`.
 pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
+    // Ordinary edits weigh three times as much as each hostile operation: most tasks then get
+    // merged, and concurrent merges into the same files happen in most cases.
     let agent_ops: Vec<Op> = ops
         .iter()
         .copied()
         .filter(|op| !op.is_condition())
+        .flat_map(|op| {
+            let weight = if matches!(op, Op::Edit | Op::Create) {
+                3
+            } else {
+                1
+            };
+            std::iter::repeat_n(op, weight)
+        })
         .collect();
     let on = |op| ops.contains(&op);
     let (user_on, second_on, int_on, term_on) = (
@@ -172,340 +162,324 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         .boxed()
 }
 
-/// Where a task's script runs and what it may name.
-struct Ctx<'a> {
-    id: String,
-    /// The task's own line in `a.txt`, `b.txt` and `src/target/m.rs`.
-    line: usize,
-    repo: &'a Path,
-    state: &'a Path,
-    outside: &'a Path,
+/// The directories of one case, all below its temporary root.
+pub(crate) struct Dirs {
+    pub(crate) root: PathBuf,
+    pub(crate) repo: PathBuf,
+    /// Markers and pid files the agents write (outside the repository).
+    pub(crate) state: PathBuf,
+    /// A directory outside the repository holding `secret.txt`.
+    pub(crate) outside: PathBuf,
+    pub(crate) run1: PathBuf,
+    pub(crate) run2: PathBuf,
 }
 
-impl Op {
-    /// The shell lines that perform the operation in the agent's view.
-    fn script(self, c: &Ctx<'_>) -> String {
-        let (id, k) = (&c.id, c.line);
-        let (repo, state, outside) = (c.repo.display(), c.state.display(), c.outside.display());
-        let once = |header: &str| {
-            let marker = format!("{state}/{id}.{}", self.name());
-            format!(
-                "if [ ! -e '{marker}' ]; then : > '{marker}'; {header}exit 7{}; fi",
-                if self == Op::Exit75Once { 5 } else { 6 }
-            )
-        };
-        match self {
-            Op::Edit => format!("sed -i '{k}s/.*/{id} edit/' a.txt b.txt"),
-            Op::Create => format!(
-                "mkdir -p src/gen/{id} && printf '{id} new\\n' > src/gen/{id}/new.txt && ln -s new.txt src/gen/{id}/alias"
-            ),
-            Op::EditUnderTarget => format!("sed -i '{k}s/.*/{id} edit/' src/target/m.rs"),
-            Op::AbsoluteWrite => format!("printf '{id} escaped\\n' > '{repo}/escape-{id}.txt'"),
-            Op::PublishTempName => format!(
-                "printf '{id} evil\\n' > .a.txt.forge-publish && printf '{id} evil\\n' > .b.txt.forge-publish"
-            ),
-            Op::InheritedCwd => format!(
-                "if [ -n \"${{INIT_CWD:-}}\" ] && [ \"$INIT_CWD\" != \"$PWD\" ]; then printf '{id} leaked\\n' > \"$INIT_CWD/leak-{id}.txt\" || true; fi"
-            ),
-            Op::GitDirWrite => format!(
-                "mkdir -p .git sub/.git && printf x > .git/forge-chaos-{id} && printf '[core]\\n\\thooksPath = /nonexistent\\n' >> .git/config && printf 'ref: refs/heads/main\\n' > sub/.git/HEAD"
-            ),
-            Op::RmVendor => "rm -rf vendor".into(),
-            Op::SymlinkOut => {
-                format!("ln -s /etc/passwd link-{id} && ln -s ../outside/secret.txt rel-{id}")
-            }
-            Op::HardlinkOut => format!(
-                "{{ ln '{outside}/secret.txt' hard-{id} 2>/dev/null || cp '{outside}/secret.txt' hard-{id}; }} && echo {id} >> hard-{id}"
-            ),
-            Op::Fifo => format!("mkfifo fifo-{id}"),
-            Op::Large => format!("yes '{id} large' | head -c {LARGE} > large-{id}.bin"),
-            Op::Sparse => format!("truncate -s {SPARSE} sparse-{id}.bin"),
-            Op::Chmod => "chmod 755 tool.sh".into(),
-            Op::EnvAppend => format!("echo 'AGENT={id}' >> .env"),
-            Op::ForkDetach => format!(
-                "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! >> '{state}/detached.pids'"
-            ),
-            Op::ForkDetachHoldingOutput => {
-                format!("setsid sleep 60 & echo $! >> '{state}/detached.pids'")
-            }
-            Op::Exit75Once => once(""),
-            Op::Exit76Zero => once("echo 'forge:retry-after 0'; "),
-            Op::Exit76One => once("echo 'forge:retry-after 1'; "),
-            Op::Exit76Garbage => once("echo 'forge:retry-after soon'; "),
-            Op::Exit76Huge => once("echo 'forge:retry-after 100000000000000000'; "),
-            Op::Exit76Float => once("echo 'forge:retry-after 1e300'; "),
-            Op::Exit76NoHeader => once(""),
-            Op::Flood => "yes | head -c 500000".into(),
-            Op::FloodHuge => "yes | head -c 20000000".into(),
-            Op::UserEdits | Op::SecondRun | Op::Sigint | Op::Sigterm => String::new(),
+impl Dirs {
+    fn new(root: &Path) -> Self {
+        let [repo, state, outside, run1, run2] =
+            ["repo", "state", "outside", "run1", "run2"].map(|d| root.join(d));
+        for dir in [&repo, &state, &outside] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        Self {
+            root: root.to_path_buf(),
+            repo,
+            state,
+            outside,
+            run1,
+            run2,
         }
     }
+}
 
-    /// Whether the operation ends the attempt (it goes after every other one).
-    fn exits(self) -> bool {
-        self.name().starts_with("exit")
-    }
-
-    /// What the operation changes in the working tree once its task is merged.
-    fn effect(self, c: &Ctx<'_>, model: &mut Model) {
-        let id = &c.id;
-        let file = |bytes: Vec<u8>| Want::File { bytes, mode: None };
-        match self {
-            Op::Edit => {
-                check::replace_line(model, "a.txt", c.line, &format!("{id} edit"));
-                check::replace_line(model, "b.txt", c.line, &format!("{id} edit"));
-            }
-            Op::Create => {
-                model.insert(
-                    format!("src/gen/{id}/new.txt"),
-                    file(format!("{id} new\n").into()),
-                );
-                model.insert(format!("src/gen/{id}/alias"), Want::Link("new.txt".into()));
-            }
-            Op::EditUnderTarget => {
-                check::replace_line(model, "src/target/m.rs", c.line, &format!("{id} edit"));
-            }
-            Op::PublishTempName => {
-                for name in [".a.txt.forge-publish", ".b.txt.forge-publish"] {
-                    model.insert(name.into(), file(format!("{id} evil\n").into()));
-                }
-            }
-            Op::RmVendor => model.retain(|path, _| !path.starts_with("vendor/")),
-            Op::SymlinkOut => {
-                model.insert(format!("link-{id}"), Want::Link("/etc/passwd".into()));
-                model.insert(
-                    format!("rel-{id}"),
-                    Want::Link("../outside/secret.txt".into()),
-                );
-            }
-            Op::HardlinkOut => {
-                model.insert(format!("hard-{id}"), file(format!("secret\n{id}\n").into()));
-            }
-            Op::Large => {
-                model.insert(format!("large-{id}.bin"), file(large_bytes(id)));
-            }
-            Op::Sparse => {
-                model.insert(format!("sparse-{id}.bin"), Want::Sparse(SPARSE));
-            }
-            Op::Chmod => {
-                if let Some(Want::File { mode, .. }) = model.get_mut("tool.sh") {
-                    *mode = Some(0o755);
-                }
-            }
-            Op::EnvAppend => {
-                if let Some(Want::Prefix { lines, .. }) = model.get_mut(".env") {
-                    lines.push(format!("AGENT={id}"));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The paths the operation changes (its task's exact `writes`).
-    fn writes(self, id: &str) -> Vec<String> {
-        let list: &[&str] = match self {
-            Op::Edit => &["a.txt", "b.txt"],
-            Op::EditUnderTarget => &["src/target/m.rs"],
-            Op::PublishTempName => &[".a.txt.forge-publish", ".b.txt.forge-publish"],
-            Op::GitDirWrite => &["sub"],
-            Op::RmVendor => &["vendor"],
-            Op::Chmod => &["tool.sh"],
-            Op::EnvAppend => &[".env"],
-            _ => &[],
+/// Writes the plan of the case (`p1.toml`) and of the second run (`p2.toml`).
+fn write_plans(case: &Case, dirs: &Dirs) -> (PathBuf, PathBuf) {
+    let mut plan = Vec::new();
+    for (i, task) in case.tasks.iter().enumerate() {
+        let c = Ctx::new(i, dirs);
+        // The exit operations go last, after the second pause.
+        let script_of = |exits: bool| -> Vec<String> {
+            let ops = task.ops.iter().filter(|op| op.exits() == exits);
+            ops.map(|op| op.script(&c)).collect()
         };
-        let own = match self {
-            Op::Create => vec![format!("src/gen/{id}")],
-            Op::SymlinkOut => vec![format!("link-{id}"), format!("rel-{id}")],
-            Op::HardlinkOut => vec![format!("hard-{id}")],
-            Op::Fifo => vec![format!("fifo-{id}")],
-            Op::Large => vec![format!("large-{id}.bin")],
-            Op::Sparse => vec![format!("sparse-{id}.bin")],
-            _ => Vec::new(),
+        let script = format!(
+            "set -e\nsleep 0.{:03}\n{}\nsleep 0.{:03}\n{}\n",
+            task.sleep_ms.0,
+            script_of(false).join("\n"),
+            task.sleep_ms.1,
+            script_of(true).join("\n")
+        );
+        let deps = (0..i)
+            .filter(|j| task.deps_mask & (1 << j) != 0)
+            .map(|j| format!("t{j}"))
+            .collect();
+        let mut writes: Vec<String> = task.ops.iter().flat_map(|op| op.writes(&c.id)).collect();
+        writes.sort();
+        writes.dedup();
+        let writes = match task.scope {
+            Scope::Undeclared => Vec::new(),
+            Scope::Exact => writes,
+            Scope::Narrow if writes.len() > 1 => writes[1..].to_vec(),
+            Scope::Narrow => vec!["src/none".into()],
         };
-        list.iter().map(|s| (*s).to_owned()).chain(own).collect()
+        let retries = u32::from(task.ops.contains(&Op::Exit75Once));
+        plan.push(PlanTask {
+            id: c.id,
+            script,
+            deps,
+            writes,
+            retries,
+        });
     }
-}
-
-fn large_bytes(id: &str) -> Vec<u8> {
-    let line = format!("{id} large\n");
-    let mut bytes = line.repeat(LARGE / line.len() + 1).into_bytes();
-    bytes.truncate(LARGE);
-    bytes
-}
-
-fn lines(prefix: &str) -> String {
-    (1..=20).map(|i| format!("{prefix} line {i}\n")).collect()
-}
-
-/// Creates the repository (see the module doc of `chaos`) and returns its model.
-fn build_repo(case: &Case, repo: &Path) -> Model {
-    let mut model = Model::new();
-    let mut add = |rel: &str, bytes: Vec<u8>, mode: Option<u32>| {
-        world::put(repo, rel, &bytes);
-        model.insert(rel.to_owned(), Want::File { bytes, mode });
+    let plan1 = dirs.root.join("p1.toml");
+    std::fs::write(&plan1, setup::plan_toml(&plan)).expect("write plan");
+    let plan2 = dirs.root.join("p2.toml");
+    let second = "sleep 0.2; sed -i '18s/.*/s0 edit/' a.txt && mkdir -p second && printf 's0\\n' > second/new.txt";
+    let second = PlanTask {
+        id: "s0".into(),
+        script: second.into(),
+        deps: Vec::new(),
+        writes: Vec::new(),
+        retries: 0,
     };
-    add("a.txt", lines("a").into(), None);
-    add("b.txt", lines("b").into(), None);
-    add("tool.sh", b"#!/bin/sh\necho tool\n".to_vec(), Some(0o644));
-    add("src/lib.rs", b"pub fn lib() {}\n".to_vec(), None);
-    add("src/target/m.rs", lines("m").into(), None);
-    for i in 0..4 {
-        add(&format!("docs/d{i}.txt"), format!("doc {i}\n").into(), None);
-    }
-    for (i, text) in case.extras.iter().enumerate() {
-        add(&format!("extra/e{i}.txt"), format!("{text}\n").into(), None);
-    }
-    add(".gitignore", b".env\n".to_vec(), None);
-    world::chmod(repo, "tool.sh", 0o644);
-    world::git(repo, &["init", "-q", "-b", "main"]);
-    world::git(repo, &["add", "-A"]);
-    world::git(repo, &["commit", "-qm", "initial"]);
-    // The nested repository, untracked by the outer one, with a commit of its own.
-    let nested = repo.join("vendor/lib");
-    add("vendor/lib/lib.txt", b"lib\n".to_vec(), None);
-    add("vendor/lib/README", b"nested\n".to_vec(), None);
-    world::git(&nested, &["init", "-q", "-b", "main"]);
-    world::git(&nested, &["add", "-A"]);
-    world::git(&nested, &["commit", "-qm", "nested"]);
-    world::put(repo, ".env", b"SECRET=1\n");
-    world::chmod(repo, ".env", 0o600);
-    model.insert(
-        ".env".into(),
-        Want::Prefix {
-            prefix: b"SECRET=1\n".to_vec(),
-            lines: Vec::new(),
-            mode: 0o600,
-        },
-    );
-    model
+    std::fs::write(&plan2, setup::plan_toml(&[second])).expect("write plan");
+    (plan1, plan2)
 }
 
-/// One task as the plan file states it.
-struct PlanTask {
-    id: String,
-    script: String,
-    deps: Vec<String>,
-    writes: Vec<String>,
-    retries: u32,
+/// What the processes of one case did.
+struct Runs {
+    first: Finished,
+    /// Invariant (d)'s findings right after an interrupted run, before `resume`.
+    after_signal: Option<Vec<String>>,
+    resumed: Option<Finished>,
+    second: Option<Finished>,
+    user_done: Vec<(UserAct, String)>,
 }
 
-/// The plan file's text for `tasks`.
-fn plan_toml(tasks: &[PlanTask]) -> String {
-    let quote = |s: &str| serde_json::to_string(s).expect("a string serializes");
-    let list = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-    let mut out = String::new();
-    for PlanTask {
-        id,
-        script,
-        deps,
-        writes,
-        retries,
-    } in tasks
+/// Runs `forge run` (and `forge resume` after a signal), the second run and the simulated
+/// user at the same time.
+fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
+    let run_args = |plan: &Path, run_dir: &Path| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "run",
+            &plan.display().to_string(),
+            "--executor",
+            "sh -c {prompt}",
+            "--run-dir",
+            &run_dir.display().to_string(),
+            "-j",
+            &case.jobs.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if case.keep_going {
+            args.push("--keep-going".into());
+        }
+        args
+    };
+    let args1 = run_args(plan1, &dirs.run1);
+    let args2 = run_args(plan2, &dirs.run2);
+    let signal = case
+        .signal
+        .map(|(sig, ms)| (sig, Duration::from_millis(u64::from(ms))));
+    let repo = &dirs.repo;
+    std::thread::scope(|s| {
+        let user = case
+            .user
+            .as_ref()
+            .map(|rounds| s.spawn(|| setup::perform_user(rounds, repo)));
+        let second = case.second_run.map(|ms| {
+            let args2 = &args2;
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(u64::from(ms)));
+                world::supervise(repo, args2, None, DEADLINE)
+            })
+        });
+        let first = world::supervise(repo, &args1, signal, DEADLINE);
+        // (d) holds after an interrupted run too, before `resume` cleans anything up.
+        let after_signal = first
+            .signalled
+            .then(|| leftovers(&dirs.root, &[&dirs.run1], &dirs.state));
+        let resumed = first.signalled.then(|| {
+            let args = ["resume".to_owned(), dirs.run1.display().to_string()];
+            world::supervise(repo, &args, None, DEADLINE)
+        });
+        Runs {
+            first,
+            after_signal,
+            resumed,
+            second: second.map(|h| h.join().expect("second run thread")),
+            user_done: user
+                .map(|h| h.join().expect("user thread"))
+                .unwrap_or_default(),
+        }
+    })
+}
+
+/// Runs `case` end to end and checks every invariant.
+pub(crate) fn run_case(case: &Case) -> Outcome {
+    let guard = Guard::new();
+    let dirs = Dirs::new(guard.root());
+    world::put(&dirs.outside, "secret.txt", b"secret\n");
+    let initial = setup::build_repo(case, &dirs.repo);
+    let nested_head = world::git(&dirs.repo.join("vendor/lib"), &["rev-parse", "HEAD"]);
+    let git_before = setup::git_state(&dirs.repo);
+    let (plan1, plan2) = write_plans(case, &dirs);
+
+    let runs = execute(case, &dirs, &plan1, &plan2);
+
+    let mut out = Outcome {
+        tasks: case.tasks.len(),
+        resumed: runs.resumed.is_some(),
+        ..Outcome::default()
+    };
+    let v = &mut out.violations;
+    let repo = &dirs.repo;
+
+    // The model: the user's edits, then the change sets of the merged tasks.
+    let mut user_only = initial;
+    let marks = setup::apply_user(&runs.user_done, &mut user_only);
+    let mut expected = user_only.clone();
+    let journal1 = Journal::read(&dirs.run1);
+    if journal1.published {
+        for (i, task) in case.tasks.iter().enumerate() {
+            let c = Ctx::new(i, &dirs);
+            if journal1.merged.contains(&c.id) {
+                for op in &task.ops {
+                    op.effect(&c, &mut expected);
+                }
+            }
+        }
+    }
+    out.merged = journal1.merged.len();
+    let journal2 = runs.second.as_ref().map(|_| Journal::read(&dirs.run2));
+    if let Some(j) = &journal2
+        && j.published
+        && j.merged.contains("s0")
     {
-        out.push_str(&format!(
-            "[[task]]\nid = {}\nprompt = {}\n",
-            quote(id),
-            quote(script)
-        ));
-        if !deps.is_empty() {
-            out.push_str(&format!("deps = [{}]\n", list(deps)));
-        }
-        if !writes.is_empty() {
-            out.push_str(&format!("writes = [{}]\n", list(writes)));
-        }
-        if *retries > 0 {
-            out.push_str(&format!("retries = {retries}\n"));
-        }
-        out.push('\n');
+        check::replace_line(&mut expected, "a.txt", 18, "s0 edit");
+        let bytes = b"s0\n".to_vec();
+        expected.insert("second/new.txt".into(), Want::File { bytes, mode: None });
     }
+    let mut conflicts = journal1.publish_conflicts.clone();
+    conflicts.extend(journal2.iter().flat_map(|j| j.publish_conflicts.clone()));
+    // Known escapes until the sandbox issue (issue 16): absolute-path writes.
+    let escapes: BTreeMap<String, Vec<u8>> = case
+        .tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.ops.contains(&Op::AbsoluteWrite))
+        .map(|(i, _)| (format!("escape-t{i}.txt"), format!("t{i} escaped\n").into()))
+        .collect();
+    let mut run_dirs = vec![dirs.run1.as_path()];
+    if runs.second.is_some() {
+        run_dirs.push(dirs.run2.as_path());
+    }
+
+    // (a), (b)
+    let found = world::snapshot(repo);
+    let expectation = Expectation {
+        expected: &expected,
+        user_only: &user_only,
+        marks: &marks,
+        conflicts: &conflicts,
+        escapes: &escapes,
+        run_dirs: &run_dirs,
+        repo,
+    };
+    out.escapes = check::compare(&expectation, &found, v);
+    let secret = std::fs::read(dirs.outside.join("secret.txt")).unwrap_or_default();
+    if secret != b"secret\n" {
+        v.push("(b) an agent changed outside/secret.txt, a file outside the repository".into());
+    }
+
+    // (c)
+    let nested = repo.join("vendor/lib");
+    if !nested.join(".git").is_dir() {
+        v.push("(c) vendor/lib/.git is gone".into());
+    } else if git_head(&nested).as_deref() != Some(nested_head.as_str()) {
+        let head = git_head(&nested);
+        v.push(format!(
+            "(c) vendor/lib's HEAD is {head:?}, was {nested_head}"
+        ));
+    }
+    match std::fs::symlink_metadata(repo.join(".env")) {
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode != 0o600 {
+                v.push(format!("(c) .env has mode {mode:o}, was 600"));
+            }
+        }
+        Err(err) => v.push(format!("(c) .env is gone: {err}")),
+    }
+    let git_after = setup::git_state(repo);
+    if git_after != git_before {
+        v.push(format!(
+            "(c) the user's .git changed:\nbefore: {git_before}\nafter: {git_after}"
+        ));
+    }
+
+    // (d)
+    for left in runs.after_signal.iter().flatten() {
+        v.push(format!("{left} (after the signal, before resume)"));
+    }
+    v.extend(leftovers(&dirs.root, &run_dirs, &dirs.state));
+    // Tolerated until the sandbox issue (issue 16): a forked and detached agent process
+    // outlives its task. Counted, then killed.
+    let detached = world::recorded_pids(&dirs.state.join("detached.pids"));
+    let live_detached: Vec<u32> = detached.into_iter().filter(|p| world::alive(*p)).collect();
+    out.detached = live_detached.len();
+    guard.clean(&live_detached);
+
+    // (e), (f)
+    for journal in std::iter::once(&journal1).chain(journal2.as_ref()) {
+        v.extend(
+            journal
+                .panics
+                .iter()
+                .map(|p| format!("(e) a worker panicked: {p}")),
+        );
+    }
+    let mut processes: Vec<(&str, &Finished)> = vec![("run", &runs.first)];
+    processes.extend(runs.resumed.iter().map(|r| ("resume", r)));
+    processes.extend(runs.second.iter().map(|r| ("second run", r)));
+    for (name, finished) in processes {
+        let interrupted = name == "run" && runs.first.signalled;
+        judge_exit(name, finished, interrupted, v);
+        out.peak_kib = out.peak_kib.max(finished.peak_kib);
+        out.output.push_str(&format!(
+            "=== {name} ({:?}, {:?}) ===\n{}\n",
+            finished.status, finished.elapsed, finished.output
+        ));
+    }
+    drop(guard);
     out
 }
 
-/// Performs the user's rounds on `repo`; returns the marks of what it did, in order.
-fn perform_user(rounds: &[(u16, Vec<UserAct>)], repo: &Path) -> Vec<(UserAct, String)> {
-    let start = std::time::Instant::now();
-    let mut done = Vec::new();
-    for (round, (at, acts)) in rounds.iter().enumerate() {
-        let at = Duration::from_millis(u64::from(*at));
-        std::thread::sleep(at.saturating_sub(start.elapsed()));
-        for (i, act) in acts.iter().enumerate() {
-            let line = format!("user {round}.{i}");
-            match *act {
-                UserAct::Append(f) => {
-                    let path = USER_FILES[usize::from(f) % USER_FILES.len()];
-                    let mut file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(repo.join(path))
-                        .expect("user appends");
-                    file.write_all(format!("{line}\n").as_bytes())
-                        .expect("user appends");
-                }
-                UserAct::Delete(d) => {
-                    let _ = std::fs::remove_file(repo.join(format!("docs/d{}.txt", d % 4)));
-                }
-                UserAct::Create(n) => {
-                    world::put(
-                        repo,
-                        &format!("user-{n}.txt"),
-                        format!("{line}\n").as_bytes(),
-                    );
-                }
-            }
-            done.push((*act, line));
+/// Invariants (e) and (f) for one `forge` process: exit 0 or 1 (any status but a panic after
+/// a signal), no hang, bounded memory.
+fn judge_exit(name: &str, finished: &Finished, interrupted: bool, v: &mut Vec<String>) {
+    let code = finished.status.and_then(|s| s.code());
+    let elapsed = finished.elapsed;
+    match finished.status {
+        None if finished.over_memory => v.push(format!(
+            "(f) {name} killed at the hard memory cap after {elapsed:?}"
+        )),
+        None => v.push(format!("(e) {name} hung: killed after {elapsed:?}")),
+        Some(_) if code == Some(101) => v.push(format!("(e) {name} panicked (exit 101)")),
+        Some(status) if !interrupted && !matches!(code, Some(0 | 1)) => {
+            v.push(format!("(e) {name} ended with {status}, not exit 0 or 1"));
         }
+        Some(_) => {}
     }
-    done
-}
-
-/// The user's actions applied to `model`, and the marks (a) checks.
-fn apply_user(done: &[(UserAct, String)], model: &mut Model) -> Vec<UserMark> {
-    for (act, line) in done {
-        match *act {
-            UserAct::Append(f) => {
-                let path = USER_FILES[usize::from(f) % USER_FILES.len()];
-                let mut bytes = check::bytes_of(model, path);
-                bytes.extend_from_slice(format!("{line}\n").as_bytes());
-                let mode = match model.get(path) {
-                    Some(Want::File { mode, .. }) => *mode,
-                    _ => None,
-                };
-                model.insert(path.into(), Want::File { bytes, mode });
-            }
-            UserAct::Delete(d) => {
-                model.remove(&format!("docs/d{}.txt", d % 4));
-            }
-            UserAct::Create(n) => {
-                let bytes = format!("{line}\n").into_bytes();
-                model.insert(format!("user-{n}.txt"), Want::File { bytes, mode: None });
-            }
-        }
+    if finished.peak_kib > MEMORY_KIB {
+        v.push(format!(
+            "(f) {name} peaked at {} MB (bound {} MB)",
+            finished.peak_kib >> 10,
+            MEMORY_KIB >> 10
+        ));
     }
-    // Only what survives the user's own later actions is the user's work.
-    let mut marks = Vec::new();
-    for (act, line) in done {
-        let (path, mark) = match *act {
-            UserAct::Append(f) => {
-                let path = USER_FILES[usize::from(f) % USER_FILES.len()].to_owned();
-                let mark = UserMark::Appended {
-                    path: path.clone(),
-                    line: line.clone(),
-                };
-                (path, mark)
-            }
-            UserAct::Create(n) => {
-                let path = format!("user-{n}.txt");
-                (path.clone(), UserMark::Created { path })
-            }
-            UserAct::Delete(_) => continue,
-        };
-        let survives =
-            String::from_utf8_lossy(&check::bytes_of(model, &path)).contains(&format!("{line}\n"));
-        if survives {
-            marks.push(mark);
-        }
-    }
-    marks
 }
 
 /// What one case found.
@@ -566,314 +540,6 @@ impl fmt::Display for Totals {
             self.peak_kib >> 10
         )
     }
-}
-
-/// The user's `.git` as far as an agent could change it: HEAD, refs, config and file names.
-fn git_state(repo: &Path) -> String {
-    let config = std::fs::read_to_string(repo.join(".git/config")).unwrap_or_default();
-    let mut names = world::names_in(&repo.join(".git"));
-    names.sort();
-    format!(
-        "{}\n{}\n{config}\n{names:?}",
-        world::git(repo, &["rev-parse", "HEAD"]),
-        world::git(repo, &["for-each-ref"]),
-    )
-}
-
-/// Runs `case` end to end and checks every invariant.
-pub(crate) fn run_case(case: &Case) -> Outcome {
-    let guard = Guard::new();
-    let root = guard.root();
-    let [repo, state, outside, run1, run2] =
-        ["repo", "state", "outside", "run1", "run2"].map(|d| root.join(d));
-    for dir in [&repo, &state, &outside] {
-        std::fs::create_dir_all(dir).expect("mkdir");
-    }
-    world::put(&outside, "secret.txt", b"secret\n");
-    let initial = build_repo(case, &repo);
-    let nested_head = world::git(&repo.join("vendor/lib"), &["rev-parse", "HEAD"]);
-    let git_before = git_state(&repo);
-
-    let ctx = |i: usize| Ctx {
-        id: format!("t{i}"),
-        line: 3 * i + 2,
-        repo: &repo,
-        state: &state,
-        outside: &outside,
-    };
-    let mut plan = Vec::new();
-    for (i, task) in case.tasks.iter().enumerate() {
-        let c = ctx(i);
-        // The exit operations go last, after the second pause.
-        let script_of = |exits: bool| -> Vec<String> {
-            let ops = task.ops.iter().filter(|op| op.exits() == exits);
-            ops.map(|op| op.script(&c)).collect()
-        };
-        let script = format!(
-            "set -e\nsleep 0.{:03}\n{}\nsleep 0.{:03}\n{}\n",
-            task.sleep_ms.0,
-            script_of(false).join("\n"),
-            task.sleep_ms.1,
-            script_of(true).join("\n")
-        );
-        let deps = (0..i)
-            .filter(|j| task.deps_mask & (1 << j) != 0)
-            .map(|j| format!("t{j}"))
-            .collect();
-        let mut writes: Vec<String> = task.ops.iter().flat_map(|op| op.writes(&c.id)).collect();
-        writes.sort();
-        writes.dedup();
-        let writes = match task.scope {
-            Scope::Undeclared => Vec::new(),
-            Scope::Exact => writes,
-            Scope::Narrow if writes.len() > 1 => writes[1..].to_vec(),
-            Scope::Narrow => vec!["src/none".into()],
-        };
-        let retries = u32::from(task.ops.contains(&Op::Exit75Once));
-        plan.push(PlanTask {
-            id: c.id,
-            script,
-            deps,
-            writes,
-            retries,
-        });
-    }
-    let plan1 = root.join("p1.toml");
-    std::fs::write(&plan1, plan_toml(&plan)).expect("write plan");
-    let plan2 = root.join("p2.toml");
-    let second = "sleep 0.2; sed -i '18s/.*/s0 edit/' a.txt && mkdir -p second && printf 's0\\n' > second/new.txt";
-    std::fs::write(
-        &plan2,
-        plan_toml(&[PlanTask {
-            id: "s0".into(),
-            script: second.into(),
-            deps: Vec::new(),
-            writes: Vec::new(),
-            retries: 0,
-        }]),
-    )
-    .expect("write plan");
-
-    let run_args = |plan: &Path, run_dir: &Path| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "run",
-            &plan.display().to_string(),
-            "--executor",
-            "sh -c {prompt}",
-            "--run-dir",
-            &run_dir.display().to_string(),
-            "-j",
-            &case.jobs.to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        if case.keep_going {
-            args.push("--keep-going".into());
-        }
-        args
-    };
-    let args1 = run_args(&plan1, &run1);
-    let args2 = run_args(&plan2, &run2);
-    let signal = case
-        .signal
-        .map(|(sig, ms)| (sig, Duration::from_millis(u64::from(ms))));
-
-    let (first, after_signal, resumed, second_run, user_done) = std::thread::scope(|s| {
-        let user = case
-            .user
-            .as_ref()
-            .map(|rounds| s.spawn(|| perform_user(rounds, &repo)));
-        let second_run = case.second_run.map(|ms| {
-            let (repo, args2) = (&repo, &args2);
-            s.spawn(move || {
-                std::thread::sleep(Duration::from_millis(u64::from(ms)));
-                world::supervise(repo, args2, None, DEADLINE)
-            })
-        });
-        let first = world::supervise(&repo, &args1, signal, DEADLINE);
-        // (d) holds after an interrupted run too, before `resume` cleans anything up.
-        let after_signal = first.signalled.then(|| leftovers(root, &[&run1], &state));
-        let resumed = first.signalled.then(|| {
-            let args = ["resume".to_owned(), run1.display().to_string()];
-            world::supervise(&repo, &args, None, DEADLINE)
-        });
-        let second_run = second_run.map(|h| h.join().expect("second run thread"));
-        let user_done = user
-            .map(|h| h.join().expect("user thread"))
-            .unwrap_or_default();
-        (first, after_signal, resumed, second_run, user_done)
-    });
-
-    let mut out = Outcome {
-        tasks: case.tasks.len(),
-        resumed: resumed.is_some(),
-        ..Outcome::default()
-    };
-    let v = &mut out.violations;
-
-    // The model: the user's edits, then the change sets of the merged tasks.
-    let mut user_only = initial.clone();
-    let marks = apply_user(&user_done, &mut user_only);
-    let mut expected = user_only.clone();
-    let journal1 = Journal::read(&run1);
-    if journal1.published {
-        for (i, task) in case.tasks.iter().enumerate() {
-            let c = ctx(i);
-            if journal1.merged.contains(&c.id) {
-                for op in &task.ops {
-                    op.effect(&c, &mut expected);
-                }
-            }
-        }
-    }
-    out.merged = journal1.merged.len();
-    let journal2 = second_run.as_ref().map(|_| Journal::read(&run2));
-    if let Some(j) = &journal2
-        && j.published
-        && j.merged.contains("s0")
-    {
-        check::replace_line(&mut expected, "a.txt", 18, "s0 edit");
-        expected.insert(
-            "second/new.txt".into(),
-            Want::File {
-                bytes: b"s0\n".to_vec(),
-                mode: None,
-            },
-        );
-    }
-    let mut conflicts = journal1.publish_conflicts.clone();
-    conflicts.extend(journal2.iter().flat_map(|j| j.publish_conflicts.clone()));
-    let escapes: BTreeMap<String, Vec<u8>> = case
-        .tasks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.ops.contains(&Op::AbsoluteWrite))
-        .map(|(i, _)| {
-            (
-                format!("escape-t{i}.txt"),
-                format!("t{i} escaped\n").into_bytes(),
-            )
-        })
-        .collect();
-    let mut run_dirs = vec![run1.as_path()];
-    if second_run.is_some() {
-        run_dirs.push(run2.as_path());
-    }
-
-    // (a), (b)
-    let found = world::snapshot(&repo);
-    out.escapes = check::compare(
-        &Expectation {
-            expected: &expected,
-            user_only: &user_only,
-            marks: &marks,
-            conflicts: &conflicts,
-            escapes: &escapes,
-            run_dirs: &run_dirs,
-            repo: &repo,
-        },
-        &found,
-        v,
-    );
-    if std::fs::read(outside.join("secret.txt")).ok().as_deref() != Some(b"secret\n".as_slice()) {
-        v.push("(b) an agent changed outside/secret.txt, a file outside the repository".into());
-    }
-
-    // (c)
-    let nested = repo.join("vendor/lib");
-    if !nested.join(".git").is_dir() {
-        v.push("(c) vendor/lib/.git is gone".into());
-    } else if git_head(&nested).as_deref() != Some(nested_head.as_str()) {
-        v.push(format!(
-            "(c) vendor/lib's HEAD is {:?}, was {nested_head}",
-            git_head(&nested)
-        ));
-    }
-    match std::fs::symlink_metadata(repo.join(".env")) {
-        Ok(meta) => {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode != 0o600 {
-                v.push(format!("(c) .env has mode {mode:o}, was 600"));
-            }
-        }
-        Err(err) => v.push(format!("(c) .env is gone: {err}")),
-    }
-    let git_after = git_state(&repo);
-    if git_after != git_before {
-        v.push(format!(
-            "(c) the user's .git changed:\nbefore: {git_before}\nafter: {git_after}"
-        ));
-    }
-
-    // (d)
-    if let Some(left) = after_signal {
-        v.extend(
-            left.into_iter()
-                .map(|l| format!("{l} (after the signal, before resume)")),
-        );
-    }
-    v.extend(leftovers(root, &run_dirs, &state));
-    let detached = world::recorded_pids(&state.join("detached.pids"));
-    let live_detached: Vec<u32> = detached
-        .iter()
-        .copied()
-        .filter(|p| world::alive(*p))
-        .collect();
-    // Tolerated until the sandbox issue (issue 16): a forked and detached agent process
-    // outlives its task. Counted, then killed.
-    out.detached = live_detached.len();
-    guard.clean(&live_detached);
-
-    // (e), (f)
-    for journal in std::iter::once(&journal1).chain(journal2.as_ref()) {
-        v.extend(
-            journal
-                .panics
-                .iter()
-                .map(|p| format!("(e) a worker panicked: {p}")),
-        );
-    }
-    let mut runs: Vec<(&str, &Finished)> = vec![("run", &first)];
-    if let Some(r) = &resumed {
-        runs.push(("resume", r));
-    }
-    if let Some(r) = &second_run {
-        runs.push(("second run", r));
-    }
-    for (name, finished) in &runs {
-        let code = finished.status.and_then(|s| s.code());
-        let interrupted = *name == "run" && first.signalled;
-        match finished.status {
-            None if finished.over_memory => v.push(format!(
-                "(f) {name} killed at the hard memory cap after {:?}",
-                finished.elapsed
-            )),
-            None => v.push(format!(
-                "(e) {name} hung: killed after {:?}",
-                finished.elapsed
-            )),
-            Some(_) if code == Some(101) => v.push(format!("(e) {name} panicked (exit 101)")),
-            Some(status) if !interrupted && !matches!(code, Some(0 | 1)) => {
-                v.push(format!("(e) {name} ended with {status}, not exit 0 or 1"));
-            }
-            Some(_) => {}
-        }
-        if finished.peak_kib > MEMORY_KIB {
-            v.push(format!(
-                "(f) {name} peaked at {} MB (bound {} MB)",
-                finished.peak_kib >> 10,
-                MEMORY_KIB >> 10
-            ));
-        }
-        out.peak_kib = out.peak_kib.max(finished.peak_kib);
-        out.output.push_str(&format!(
-            "=== {name} ({:?}, {:?}) ===\n{}\n",
-            finished.status, finished.elapsed, finished.output
-        ));
-    }
-    drop(guard);
-    out
 }
 
 /// Invariant (d): mounts below `root`, views left in the run directories, and processes
