@@ -182,16 +182,20 @@ fn enabled(op: Op) -> bool {
         Op::Large => true,
         Op::Sparse => false, // item 12: written dense, memory grows with file size
         Op::Chmod => true,
-        Op::EnvAppend => false, // items 5 and 11: `.env` is merged and loses mode 0600
+        // Item 11: the agent's append is merged and `.env` loses mode 0600 (whether an ignored
+        // file is merged at all is item 5's choice: the model accepts both).
+        Op::EnvAppend => false,
         Op::ForkDetach => true, // escaped processes are counted and killed (issue 16)
         // Bounded: the run waits about 5 s for the agent's pipes, then goes on.
         Op::ForkDetachHoldingOutput => true,
         Op::Exit75Once => true,
         Op::Exit76Zero => true,
         Op::Exit76One => true,
-        Op::Exit76Garbage => false, // item 13: a garbage header pauses 60 s like none
-        Op::Exit76Huge => false,    // item 13: the run hangs forever
-        Op::Exit76Float => false,   // item 13: a worker panics
+        // Item 13: a garbage header pauses 60 s, like none. If the fix keeps a 60 s pause,
+        // these two need a deadline above it (scenario::DEADLINE) to be enabled.
+        Op::Exit76Garbage => false,
+        Op::Exit76Huge => false,     // item 13: the run hangs forever
+        Op::Exit76Float => false,    // item 13: a worker panics
         Op::Exit76NoHeader => false, // item 13: 60 s pause per try, up to 20 tries
         Op::Flood => true,
         // Not in issue 13: every output line is a journal record (20 MB of output make a

@@ -300,7 +300,9 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
         let after_signal = first
             .signalled
             .then(|| leftovers(&dirs.root, &[&dirs.run1], &dirs.state));
-        let resumed = first.signalled.then(|| {
+        // A signal that came before the journal existed left nothing to resume.
+        let resumable = first.signalled && dirs.run1.join("journal.jsonl").exists();
+        let resumed = resumable.then(|| {
             let args = ["resume".to_owned(), dirs.run1.display().to_string()];
             world::supervise(repo, &args, None, DEADLINE)
         });
