@@ -136,7 +136,8 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         1..=4u8,
         // Mostly --keep-going, so that one failing task leaves the others to be merged.
         prop::bool::weighted(0.75),
-        prop::option::of(user),
+        // The user is there in most cases: its edits race the run only now and then.
+        prop::option::weighted(0.8, user),
         prop::option::of(0..400u16),
         prop::option::of((any::<bool>(), 100..1500u16)),
     )
