@@ -279,13 +279,7 @@ fn trust_22_chaos_invariants_hold() {
                     .append(true)
                     .open(file)
                     .expect("report file");
-                writeln!(
-                    f,
-                    "ops={:?}\n{}\n",
-                    case.ops(),
-                    outcome.violations.join("\n")
-                )
-                .expect("write report");
+                writeln!(f, "ops={:?}\n{text}\n", case.ops()).expect("write report");
                 Ok(())
             }
             None => Err(TestCaseError::fail(text)),
