@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chaos;
 mod land;
 mod merge_file;
 mod metrics;
