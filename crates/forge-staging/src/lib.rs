@@ -110,9 +110,8 @@
 //! None. The overlay backend needs Linux at run time (root, or 5.11+ with unprivileged
 //! user namespaces allowed); the others work anywhere Unix-like.
 
-//! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
-//!   which a checkout never writes. A view's repository reads objects from the repository's
-//!   object directory while it lives; git-lfs content is not carried over.
+#![deny(unsafe_code)]
+
 mod base;
 mod cleanup;
 mod collect;
