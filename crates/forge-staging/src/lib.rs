@@ -50,7 +50,13 @@
 //!   in views (agents need `.env`, `node_modules`, `target`); they are never collected.
 //!   Only the execute bit of a file's mode is tracked, as git does.
 //! - Special files (FIFOs, sockets, devices) in the repository are invisible to
-//!   generations; in a view they are [`Rejected`], never copied.
+//!   generations; in a view they are [`Rejected`], never copied, and deleting one of the
+//!   repository's (overlay views show them) is [`Rejected`] too
+//!   ([`RejectReason::SpecialDeleted`]), so the deletion never passes silently.
+//! - Nothing ignored is ever deleted: a deleted directory that holds ignored paths (a
+//!   nested repository's `.git`, `node_modules/`) loses only its collected entries, in
+//!   change sets, layers ([`Staging::commit`]) and so in the repository at publish; a
+//!   file replacing it is [`Rejected`] ([`RejectReason::HidesIgnored`]).
 //! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
 //!   which git worktrees never copy.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`

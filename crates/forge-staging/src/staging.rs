@@ -286,14 +286,15 @@ impl Staging {
     ///
     /// The layer is written into a temporary directory, fsynced and renamed into place, so
     /// after a crash it either exists whole or not at all. A deletion removes the path and
-    /// everything below it; deleting an absent path is a no-op.
+    /// everything below it except ignored paths (see [`Staging::is_ignored`]): a directory
+    /// that holds some loses its other entries and stays. Deleting an absent path is a no-op.
     ///
     /// # Errors
     ///
     /// A path is malformed or listed twice, a change needs a parent directory that the head
     /// lacks, or writing fails.
     pub fn commit(&self, changes: &[LayerChange]) -> Result<u64, StagingError> {
-        self.inner.store.commit(changes)
+        self.inner.store.commit(changes, &self.inner.ignores)
     }
 
     /// Writes the head generation into the repository, crash-safely: a publish record is

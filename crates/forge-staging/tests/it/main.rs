@@ -7,5 +7,6 @@ mod cleanup;
 mod git_status;
 mod ignores;
 mod model;
+mod trust;
 mod userns;
 mod views;
