@@ -1,5 +1,6 @@
 //! Integration tests of forge-core: real processes, random DAGs, and the seed plan.
 
+mod collection;
 mod engine;
 mod plans;
 mod process;
