@@ -57,8 +57,8 @@
 //!   nested repository's `.git`, `node_modules/`) loses only its collected entries, in
 //!   change sets, layers ([`Staging::commit`]) and so in the repository at publish; a
 //!   file replacing it is [`Rejected`] ([`RejectReason::HidesIgnored`]).
-//! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
-//!   which git worktrees never copy.
+//! - `worktree` views lack ignored directories (`target/`) and their contents, which git
+//!   worktrees never copy; ignored files elsewhere (`.env`) are copied in.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
 //!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
 //!   fails with an error naming the holder. When this process dies, the namespace and
