@@ -7,6 +7,9 @@
 //! is never ignored**, whatever its name. The rules are taken from the repository at
 //! [`Staging::open`](crate::Staging::open) and never re-read: an agent that edits a
 //! `.gitignore` in its view changes what gets merged, not what is collected during the run.
+//! The repository is taken as a work tree's top level (`.gitignore` files above it are not
+//! read). Reading the rules costs one `git ls-files --cached --others --exclude-standard`
+//! (about 0.1 s at 50,000 files), a `git config` and a `git rev-parse`.
 //! In a plain directory the rules are `target` and `node_modules` at any depth (when
 //! [`StagingOptions::default_ignores`]). In both, `.git` at any depth and the caller's
 //! [`StagingOptions::ignores`] are ignored.
@@ -44,8 +47,10 @@ struct GitRules {
     per_dir: FxHashMap<String, Gitignore>,
     /// `core.excludesFile` then `info/exclude` (the later wins), relative to the root.
     global: Gitignore,
-    /// Tracked files and every directory above one.
+    /// Tracked paths and every directory above one.
     tracked: FxHashSet<String>,
+    /// The directories above tracked files.
+    tracked_dirs: FxHashSet<String>,
     /// Tracked directories that the rules ignore: walked for their tracked files, while
     /// everything untracked below them is ignored.
     ignored_tracked_dirs: FxHashSet<String>,
@@ -98,7 +103,7 @@ impl Ignores {
         };
         if let Some(git) = &ignores.git {
             let ignored: FxHashSet<String> = git
-                .tracked
+                .tracked_dirs
                 .iter()
                 .filter(|p| ignores.rules_ignore(p, true))
                 .cloned()
@@ -228,6 +233,7 @@ impl GitRules {
             ],
         )?;
         let mut tracked = FxHashSet::default();
+        let mut tracked_dirs = FxHashSet::default();
         let mut gitignores = Vec::new();
         for field in listing.split(|&b| b == 0) {
             // `T path`: the tag `?` marks untracked files, any other tag tracked ones.
@@ -245,9 +251,10 @@ impl GitRules {
             }
             if tag != b'?' {
                 for a in paths::ancestors(path) {
-                    if !tracked.insert(a.to_owned()) {
+                    if !tracked_dirs.insert(a.to_owned()) {
                         break;
                     }
+                    tracked.insert(a.to_owned());
                 }
                 tracked.insert(path.to_owned());
             }
@@ -291,6 +298,7 @@ impl GitRules {
             per_dir,
             global,
             tracked,
+            tracked_dirs,
             ignored_tracked_dirs: FxHashSet::default(),
         })
     }
