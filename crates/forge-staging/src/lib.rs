@@ -23,9 +23,9 @@
 //! - `reflink`: per-file clones (`FICLONE`) where the file system has them; falls back to
 //!   `copy` with the reason in [`Staging::backend_reason`].
 //! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
-//!   against a snapshot taken while copying. Every walk is the `ignore` crate's parallel
-//!   walker; a failure or a panic on any of its threads is an error, never a partial
-//!   change set.
+//!   against a snapshot taken while copying. Every walk is one parallel walker (a
+//!   directory per task on rayon's pool); a failure or a panic on any of its threads is
+//!   an error, never a partial change set.
 //! - `worktree`: `git worktree add --detach` at `HEAD`, then the repository's working
 //!   changes and the generation's layers applied; needs a git repository.
 //!
