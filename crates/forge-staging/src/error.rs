@@ -105,6 +105,19 @@ pub enum StagingError {
         /// The repository.
         repo: PathBuf,
     },
+    /// Another run held the repository's publish lock for the whole wait.
+    #[error(
+        "cannot publish into {repo}: {holder} is publishing (waited {}s); try again when it is done",
+        waited.as_secs()
+    )]
+    PublishLocked {
+        /// The repository.
+        repo: PathBuf,
+        /// Who holds the lock (`the run in RUN_DIR`).
+        holder: String,
+        /// How long this publish waited.
+        waited: std::time::Duration,
+    },
     /// A file in the run directory does not have the expected form.
     #[error("corrupt run directory entry {path}: {reason}")]
     Corrupt {

@@ -4,8 +4,11 @@
 //! In a git work tree the rules are git's: every `.gitignore` git sees, the repository's
 //! `info/exclude` and `core.excludesFile` (see [`StagingOptions::git_excludes_file`] for
 //! the default file), through the `ignore` crate's gitignore matcher, and a **tracked path
-//! is never ignored**, whatever its name. The rules are taken from the repository at
-//! [`Staging::open`](crate::Staging::open) and never re-read: an agent that edits a
+//! is never ignored**, whatever its name. A nested repository that git does not track
+//! (`vendor/lib/.git`, not a submodule) is ignored whole, as the outer git sees it: it is a
+//! separate repository, and forge neither collects nor deletes anything in it. The rules
+//! are taken from the repository at [`Staging::open`](crate::Staging::open) and never
+//! re-read: an agent that edits a
 //! `.gitignore` in its view changes what gets merged, not what is collected during the run.
 //! The repository is taken as a work tree's top level (`.gitignore` files above it are not
 //! read). Reading the rules costs one `git ls-files --cached --others --exclude-standard`
@@ -51,6 +54,9 @@ struct GitRules {
     tracked: FxHashSet<String>,
     /// The directories above tracked files.
     tracked_dirs: FxHashSet<String>,
+    /// Nested repositories git does not track (`git ls-files --others` lists them as
+    /// `dir/`): separate repositories, ignored whole, as the outer git sees them.
+    nested_repos: FxHashSet<String>,
     /// Tracked directories that the rules ignore: walked for their tracked files, while
     /// everything untracked below them is ignored.
     ignored_tracked_dirs: FxHashSet<String>,
@@ -188,6 +194,9 @@ impl Ignores {
             let name = path.rsplit('/').next().unwrap_or(path);
             return self.default_names.contains(&name).then_some(true);
         };
+        if is_dir && git.nested_repos.contains(path) {
+            return Some(true);
+        }
         // The nearest `.gitignore` decides first, then those above it, then the globals.
         let mut dir = paths::parent(path);
         loop {
@@ -234,6 +243,7 @@ impl GitRules {
         )?;
         let mut tracked = FxHashSet::default();
         let mut tracked_dirs = FxHashSet::default();
+        let mut nested_repos = FxHashSet::default();
         let mut gitignores = Vec::new();
         for field in listing.split(|&b| b == 0) {
             // `T path`: the tag `?` marks untracked files, any other tag tracked ones.
@@ -243,7 +253,13 @@ impl GitRules {
             let Ok(path) = std::str::from_utf8(path) else {
                 continue;
             };
-            if path.is_empty() || path.ends_with('/') {
+            if let Some(dir) = path.strip_suffix('/') {
+                if tag == b'?' && !dir.is_empty() {
+                    nested_repos.insert(dir.to_owned());
+                }
+                continue;
+            }
+            if path.is_empty() {
                 continue;
             }
             if path == ".gitignore" || path.ends_with("/.gitignore") {
@@ -299,6 +315,7 @@ impl GitRules {
             global,
             tracked,
             tracked_dirs,
+            nested_repos,
             ignored_tracked_dirs: FxHashSet::default(),
         })
     }

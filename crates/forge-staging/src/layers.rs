@@ -69,6 +69,10 @@ struct Manifest {
     generation: u64,
     whiteouts: bool,
     ops: Vec<(String, Op)>,
+    /// Who committed the layer (forge-core: the task id), so that a run can be reconciled
+    /// from its layers when its journal is damaged. Absent in older layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
 }
 
 /// One committed layer, loaded.
@@ -80,6 +84,8 @@ pub(crate) struct Layer {
     pub(crate) ops: BTreeMap<String, Op>,
     /// Whether its tree holds whiteouts for deletions (so it can be an overlay lower).
     pub(crate) whiteouts: bool,
+    /// The label it was committed with.
+    pub(crate) label: Option<String>,
 }
 
 /// Where a path's state at some generation lives on disk.
@@ -156,6 +162,7 @@ impl Store {
                 tree: path.join("tree"),
                 ops: manifest.ops.into_iter().collect(),
                 whiteouts: manifest.whiteouts,
+                label: manifest.label,
             }));
         }
         let store = Store {
@@ -260,6 +267,12 @@ impl Store {
         }))
     }
 
+    /// Each committed generation with its label, oldest first.
+    pub(crate) fn labels(&self) -> Vec<(u64, Option<String>)> {
+        let layers = self.layers.read();
+        (1..).zip(layers.iter().map(|l| l.label.clone())).collect()
+    }
+
     /// [`Store::commit`] with no ignored paths but `.git`, for tests.
     #[cfg(test)]
     pub(crate) fn commit_plain(&self, changes: &[LayerChange]) -> Result<u64> {
@@ -270,6 +283,17 @@ impl Store {
     /// a directory that holds paths `ignores` ignores deletes its other entries and keeps
     /// those (and the directories above them).
     pub(crate) fn commit(&self, changes: &[LayerChange], ignores: &Ignores) -> Result<u64> {
+        self.commit_labelled(changes, ignores, None)
+    }
+
+    /// As [`commit`](Self::commit), with `label` in the manifest. On failure the temporary
+    /// layer is removed (best effort).
+    pub(crate) fn commit_labelled(
+        &self,
+        changes: &[LayerChange],
+        ignores: &Ignores,
+        label: Option<&str>,
+    ) -> Result<u64> {
         let _serial = self.commit_lock.lock();
         let head = self.head();
         let generation = head + 1;
@@ -280,12 +304,30 @@ impl Store {
             .dir
             .join(format!(".tmp-{generation}-{}", std::process::id()));
         sys::remove_any(&tmp)?;
+        let layer = self.write_layer(&tmp, generation, &ops, label);
+        if layer.is_err() {
+            // A full disk must not also keep the half-written layer (`open` would remove it,
+            // but only at the next resume).
+            let _ = sys::remove_any(&tmp);
+        }
+        self.layers.write().push(Arc::new(layer?));
+        Ok(generation)
+    }
+
+    /// Writes layer `generation` under `tmp` and renames it into place.
+    fn write_layer(
+        &self,
+        tmp: &Path,
+        generation: u64,
+        ops: &[(String, Option<Entry>)],
+        label: Option<&str>,
+    ) -> Result<Layer> {
         let tree = tmp.join("tree");
         fs::create_dir_all(&tree).map_err(StagingError::io("mkdir", &tree))?;
         let mut dirs = vec![tree.clone()];
         let mut files = Vec::new();
         let mut manifest_ops = Vec::with_capacity(ops.len());
-        for (path, entry) in &ops {
+        for (path, entry) in ops {
             let disk = tree.join(path);
             if let Some(parent) = paths::parent(path) {
                 let parent_disk = tree.join(parent);
@@ -323,6 +365,7 @@ impl Store {
             generation,
             whiteouts: self.whiteouts,
             ops: manifest_ops,
+            label: label.map(str::to_owned),
         };
         let manifest_path = tmp.join("manifest.json");
         let text = serde_json::to_vec(&manifest).map_err(|e| StagingError::Corrupt {
@@ -337,18 +380,17 @@ impl Store {
         dirs.dedup();
         files.push(manifest_path);
         files.extend(dirs);
-        files.push(tmp.clone());
+        files.push(tmp.to_path_buf());
         sys::fsync_all(&files)?;
         let final_dir = layer_dir_name(&self.dir, generation);
-        fs::rename(&tmp, &final_dir).map_err(StagingError::io("rename", &final_dir))?;
+        fs::rename(tmp, &final_dir).map_err(StagingError::io("rename", &final_dir))?;
         sys::fsync_dir(&self.dir)?;
-        let layer = Layer {
+        Ok(Layer {
             tree: final_dir.join("tree"),
             ops: manifest.ops.into_iter().collect(),
             whiteouts: manifest.whiteouts,
-        };
-        self.layers.write().push(Arc::new(layer));
-        Ok(generation)
+            label: manifest.label,
+        })
     }
 }
 

@@ -31,15 +31,24 @@
 //!
 //! # Rules and limits
 //!
-//! - The repository is generation 0 and must not change while the run lasts; the run
-//!   directory must lie outside it (both are checked or documented at
-//!   [`Staging::open`]).
+//! - The repository is generation 0; the run directory must lie outside it (checked at
+//!   [`Staging::open`]). Views see the live working tree below their layers (overlay), so
+//!   an edit the user makes during a run can show through to a view;
+//!   [`Staging::changed_since_start`] lists such edits so that callers can report them.
 //! - Run directory layout: `layers/K/{tree,manifest.json}` (committed layers; `tree` is in
 //!   overlayfs lower form, deletions as whiteouts where the kernel lets this user make
 //!   them), `flat/G` and `flat-user/G` (a stack folded for overlay, with `trusted.` or
 //!   `user.` opaque markers, when it grows past `max_overlay_layers` or one page of mount
 //!   options), `views/NAME` (live views), `trash/` (views being deleted on a background
-//!   thread), `publish.json` (the publish record).
+//!   thread), `publish.json` (the publish record), `base.json` plus `base.index` (git) or
+//!   `base.fingerprints.json` (plain directory): the working tree as the run started, which
+//!   publishing merges against; `publish-conflicts/PATH`: the run's version of paths the
+//!   user changed meanwhile that could not be merged.
+//! - Publishing is a three-way merge (base = the working tree at [`Staging::open`], ours =
+//!   the working tree now, theirs = the head): what the user changed during the run is
+//!   merged ([`Staging::publish_with`]) or kept and reported, never overwritten. Runs on one
+//!   repository publish one at a time (a lock in `$GIT_DIR/forge/`); an interrupted publish
+//!   is visible to later runs ([`pending_publish`]) until it is finished.
 //! - Change sets name files, symlinks and directories. Ignored paths are skipped: in a
 //!   git work tree git's own rules (every `.gitignore`, `info/exclude`,
 //!   `core.excludesFile`; [`StagingOptions::git_excludes_file`] when that is unset), read
@@ -102,6 +111,7 @@
 //! None. The overlay backend needs Linux at run time (root, or 5.11+ with unprivileged
 //! user namespaces allowed); the others work anywhere Unix-like.
 
+mod base;
 mod cleanup;
 mod collect;
 mod copy;
@@ -122,10 +132,12 @@ mod worktree;
 
 pub use cleanup::cleanup;
 pub use error::StagingError;
+pub use publish::{interrupted_publish, pending_publish};
 pub use staging::Staging;
 pub use types::{
     Backend, Change, ChangeKind, ChangeSet, CleanupReport, Entry, EntryKind, LayerChange,
-    OverlayMode, ParseBackendError, PublishReport, RejectReason, Rejected, StagingOptions,
+    OverlayMode, ParseBackendError, PublishConflict, PublishConflictKind, PublishMerge,
+    PublishMergeFn, PublishReport, RejectReason, Rejected, StagingOptions,
 };
 pub use userns::ViewNamespace;
 pub use view::View;

@@ -56,6 +56,14 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// Whether `path` is `prefix` or below it.
+pub(crate) fn is_within(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || (path.len() > prefix.len()
+            && path.starts_with(prefix)
+            && path.as_bytes()[prefix.len()] == b'/')
+}
+
 /// Whether a symlink at repository path `link` with `target` points outside the tree:
 /// absolute, or climbing above the root with `..`.
 pub(crate) fn symlink_escapes(link: &str, target: &Path) -> bool {

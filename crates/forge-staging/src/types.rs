@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The state of one repository path: what a generation or a view holds there.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -144,6 +145,8 @@ pub struct StagingOptions {
     pub max_overlay_layers: usize,
     /// How overlay views are mounted (when the backend is overlay).
     pub overlay_mode: OverlayMode,
+    /// How long a publish waits for another run publishing into the same repository.
+    pub publish_lock_timeout: Duration,
 }
 
 impl Default for StagingOptions {
@@ -155,6 +158,7 @@ impl Default for StagingOptions {
             git_excludes_file: None,
             max_overlay_layers: 128,
             overlay_mode: OverlayMode::Auto,
+            publish_lock_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -297,8 +301,9 @@ impl ChangeSet {
 /// What [`Staging::publish`](crate::Staging::publish) did.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[must_use]
+#[non_exhaustive]
 pub struct PublishReport {
-    /// The generation now on disk in the repository.
+    /// The generation now on disk in the repository (except at [`PublishReport::conflicts`]).
     pub generation: u64,
     /// Paths written (files, symlinks, directories).
     pub written: usize,
@@ -306,6 +311,78 @@ pub struct PublishReport {
     pub removed: usize,
     /// Whether an interrupted publish was finished first.
     pub resumed: bool,
+    /// Paths both the user (during the run) and the run changed, merged cleanly.
+    pub merged: usize,
+    /// Paths left as the user has them because the run's change could not be merged.
+    pub conflicts: Vec<PublishConflict>,
+}
+
+impl PublishReport {
+    /// Whether every path of the generation reached the working tree.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.conflicts.is_empty()
+    }
+}
+
+/// A path publishing left as the user has it: the user changed it during the run and the
+/// run's version could not be merged with that change.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PublishConflict {
+    /// Repository-relative path.
+    pub path: String,
+    /// Why it could not be merged.
+    pub kind: PublishConflictKind,
+    /// Where the run's version was kept (`run_dir/publish-conflicts/PATH`); `None` when the
+    /// run deleted the path or wanted a directory there.
+    pub kept: Option<PathBuf>,
+}
+
+/// Why a path could not be published.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[non_exhaustive]
+pub enum PublishConflictKind {
+    /// Both changed the content and the merge conflicted (or the file is binary, or the
+    /// kinds differ).
+    Content,
+    /// The user changed the path; the run deleted it (or a directory holding it).
+    DeletedByRun,
+    /// The user deleted the path; the run changed it.
+    DeletedByUser,
+    /// The user changed the path and its content at the start is unknown (a plain directory
+    /// has only stat fingerprints; a file both created), so there is nothing to merge with.
+    NoBase,
+    /// The user has a file where the run needs a directory, or at one of its parents.
+    Blocked,
+}
+
+impl fmt::Display for PublishConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishConflictKind::Content => "changed by the user and the run; the merge conflicts",
+            PublishConflictKind::DeletedByRun => "changed by the user, deleted by the run",
+            PublishConflictKind::DeletedByUser => "deleted by the user, changed by the run",
+            PublishConflictKind::NoBase => {
+                "changed by the user during the run, with no base to merge against"
+            }
+            PublishConflictKind::Blocked => "the user has a file where the run needs a directory",
+        })
+    }
+}
+
+/// The merge [`Staging::publish_with`](crate::Staging::publish_with) calls for a path both
+/// the user and the run changed: `(path, base, ours, theirs)`, `None` = absent.
+pub type PublishMergeFn =
+    dyn Fn(&str, Option<&Entry>, Option<&Entry>, Option<&Entry>) -> PublishMerge + Sync;
+
+/// The caller's decision for a path the user and the run both changed, for
+/// [`Staging::publish_with`](crate::Staging::publish_with).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PublishMerge {
+    /// Write this (`None`: remove the path).
+    Merged(Option<Entry>),
+    /// Leave the user's version and report the path.
+    Conflict,
 }
 
 /// What [`cleanup`](crate::cleanup) removed.

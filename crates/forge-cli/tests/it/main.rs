@@ -2,8 +2,11 @@
 
 mod metrics;
 mod plan;
+mod publish;
 mod resume;
 mod run;
+mod signals;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,7 +39,17 @@ pub(crate) fn is_root() -> bool {
         .is_ok_and(|o| o.stdout == b"0\n")
 }
 
-/// A repository directory and, beside it (outside the repository), a run directory.
+/// Runs `git init -q` in `dir` (`forge run` needs a git work tree).
+pub(crate) fn git_init(dir: &Path) {
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git init in {}", dir.display());
+}
+
+/// A git repository directory and, beside it (outside the repository), a run directory.
 pub(crate) struct Sandbox {
     tmp: tempfile::TempDir,
     repo: PathBuf,
@@ -47,6 +60,7 @@ impl Sandbox {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         std::fs::create_dir(&repo).expect("mkdir");
+        git_init(&repo);
         Self { tmp, repo }
     }
 

@@ -42,6 +42,8 @@ fn generate(repo: &Path) {
     std::fs::write(repo.join("shared.txt"), lines).expect("write");
 }
 
+/// Every file and directory below `root` with its content, except forge's own bookkeeping
+/// in the git directory (`.git/forge`: the publish lock names the run directory holding it).
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -53,6 +55,9 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
                 .expect("under root")
                 .display()
                 .to_string();
+            if rel == ".git/forge" {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
                 out.insert(rel, b"dir".to_vec());

@@ -106,7 +106,10 @@ fn trust_06_engine_rm_rf_keeps_a_nested_repository() {
             "vendor/**",
         );
         assert!(!repo.join("vendor/README").exists(), "{name}");
-        assert!(!lib.join("x.c").exists(), "{name}");
+        assert!(
+            lib.join("x.c").is_file(),
+            "{name}: the nested repository was touched"
+        );
         assert!(
             lib.join(".git/HEAD").is_file(),
             "{name}: the nested .git was deleted"

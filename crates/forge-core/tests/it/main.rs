@@ -2,6 +2,7 @@
 
 mod collection;
 mod engine;
+mod fuzz;
 mod plans;
 mod process;
 mod props;

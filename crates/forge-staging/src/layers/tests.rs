@@ -144,3 +144,78 @@ fn absent_parents_are_created_implicitly() {
         [("d", Op::Dir), ("d/e", Op::Dir), ("d/e/new", Op::File)]
     );
 }
+
+#[test]
+fn trust_09_labels_are_kept_in_the_manifest() {
+    let (tmp, store) = setup();
+    store
+        .commit_labelled(
+            &[change("a", file("one"))],
+            &crate::ignores::Ignores::plain(&[], false),
+            Some("task one"),
+        )
+        .expect("commit 1");
+    store
+        .commit_plain(&[change("a", file("two"))])
+        .expect("commit 2");
+    let expected = vec![(1, Some("task one".to_owned())), (2, None)];
+    assert_eq!(store.labels(), expected);
+    let (reopened, _) = Store::open(
+        &tmp.path().join("repo"),
+        &tmp.path().join("run/layers"),
+        sys::is_root(),
+    )
+    .expect("reopen");
+    assert_eq!(reopened.labels(), expected);
+}
+
+/// Unmounts a tmpfs when dropped.
+struct TmpfsMount(PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A disk that fills up halfway through a commit: the temporary layer is removed.
+#[test]
+fn trust_18_a_failed_commit_leaves_no_temporary_layer() {
+    if !sys::is_root() {
+        assert!(
+            std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some(),
+            "mounting a small tmpfs needs root (set FORGE_ALLOW_SKIP_OVERLAY to skip)"
+        );
+        eprintln!("not root: skipping the full-disk commit test");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    fs::create_dir_all(&repo).expect("mkdir");
+    let layers = tmp.path().join("layers");
+    fs::create_dir_all(&layers).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&layers)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "mount a tmpfs on {}", layers.display());
+    let _mount = TmpfsMount(layers.clone());
+    let (store, _) = Store::open(&repo, &layers, true).expect("open");
+    let big = "x".repeat(200 * 1024);
+    let changes = [change("a", file(&big)), change("b", file(&big))];
+    let err = store.commit_plain(&changes).expect_err("the disk is full");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    let left: Vec<String> = fs::read_dir(&layers)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(store.head(), 0);
+    store
+        .commit_plain(&[change("a", file("small"))])
+        .expect("the space is back");
+}
