@@ -153,6 +153,12 @@ impl Settings {
             .publish(self.landing.publishes())
             .run(run);
         options.staging.overlay_mode = overlay_mode;
+        // git's default excludes file (used when core.excludesFile is unset) is found
+        // through the environment, which the staging library does not read.
+        options.staging.git_excludes_file = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(&d).join("git/ignore"))
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config/git/ignore")));
         if let Some(step) = std::env::var(FAULT_ENV)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())

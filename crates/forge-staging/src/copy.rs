@@ -18,6 +18,7 @@ use crate::sys;
 use crate::types::Backend;
 use crate::view::ViewState;
 use crate::walk::{self, Item, Rules};
+use rustix::fs::FileType;
 
 /// Checks that `FICLONE` works between the repository and the run directory.
 pub(crate) fn probe_reflink(repo: &Path, run_dir: &Path) -> Result<(), String> {
@@ -75,35 +76,42 @@ pub(crate) fn copy_tree(
     let root_meta = fs::metadata(src).map_err(StagingError::io("stat", src))?;
     fs::create_dir(dst).map_err(StagingError::io("mkdir", dst))?;
     let copy_one = |acc: &mut Copied, item: &Item<'_>| -> Result<bool> {
-        let key = (item.utf8 && !item.ignored).then(|| item.path.as_ref());
-        let d = dst.join(item.rel);
-        let ft = item.file_type;
-        if ft.is_dir() {
-            let meta =
-                fs::symlink_metadata(item.disk).map_err(StagingError::io("stat", item.disk))?;
-            fs::create_dir(&d).map_err(StagingError::io("mkdir", &d))?;
-            if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
-                acc.stats.push((k.to_owned(), st));
+        let key = (item.utf8 && !item.ignored).then_some(item.path);
+        let rel = item.rel();
+        let src_path = src.join(&rel);
+        let d = dst.join(&rel);
+        match item.file_type {
+            FileType::Directory => {
+                let meta =
+                    fs::symlink_metadata(&src_path).map_err(StagingError::io("stat", &src_path))?;
+                fs::create_dir(&d).map_err(StagingError::io("mkdir", &d))?;
+                if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
+                    acc.stats.push((k.to_owned(), st));
+                }
+                if item.ignored && item.utf8 {
+                    acc.ignored_dirs.push(item.path.to_owned());
+                }
+                acc.dirs.push((rel, meta));
             }
-            if item.ignored && item.utf8 {
-                acc.ignored_dirs.push(item.path.clone().into_owned());
+            FileType::Symlink => {
+                let target =
+                    fs::read_link(&src_path).map_err(StagingError::io("readlink", &src_path))?;
+                std::os::unix::fs::symlink(&target, &d).map_err(StagingError::io("symlink", &d))?;
+                if let Some(k) = key {
+                    let meta = fs::symlink_metadata(&d).map_err(StagingError::io("stat", &d))?;
+                    if let Some(st) = Stat::of(&meta) {
+                        acc.stats.push((k.to_owned(), st));
+                    }
+                }
             }
-            acc.dirs.push((item.rel.to_owned(), meta));
-        } else if ft.is_symlink() {
-            let target =
-                fs::read_link(item.disk).map_err(StagingError::io("readlink", item.disk))?;
-            std::os::unix::fs::symlink(&target, &d).map_err(StagingError::io("symlink", &d))?;
-            if let Some(k) = key {
-                let meta = fs::symlink_metadata(&d).map_err(StagingError::io("stat", &d))?;
-                if let Some(st) = Stat::of(&meta) {
+            FileType::RegularFile => {
+                let meta = copy_file(&src_path, &d, clone)?;
+                if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
                     acc.stats.push((k.to_owned(), st));
                 }
             }
-        } else if ft.is_file() {
-            let meta = copy_file(item.disk, &d, clone)?;
-            if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
-                acc.stats.push((k.to_owned(), st));
-            }
+            // Special files are never copied.
+            _ => {}
         }
         Ok(true)
     };

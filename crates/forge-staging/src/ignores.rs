@@ -4,9 +4,15 @@
 //! In a git work tree the rules are git's: every `.gitignore` git sees, the repository's
 //! `info/exclude` and `core.excludesFile` (see [`StagingOptions::git_excludes_file`] for
 //! the default file), through the `ignore` crate's gitignore matcher, and a **tracked path
-//! is never ignored**, whatever its name. The rules are taken from the repository at
-//! [`Staging::open`](crate::Staging::open) and never re-read: an agent that edits a
+//! is never ignored**, whatever its name. A nested repository that git does not track
+//! (`vendor/lib/.git`, not a submodule) is ignored whole, as the outer git sees it: it is a
+//! separate repository, and forge neither collects nor deletes anything in it. The rules
+//! are taken from the repository at [`Staging::open`](crate::Staging::open) and never
+//! re-read: an agent that edits a
 //! `.gitignore` in its view changes what gets merged, not what is collected during the run.
+//! The repository is taken as a work tree's top level (`.gitignore` files above it are not
+//! read). Reading the rules costs one `git ls-files --cached --others --exclude-standard`
+//! (about 0.1 s at 50,000 files), a `git config` and a `git rev-parse`.
 //! In a plain directory the rules are `target` and `node_modules` at any depth (when
 //! [`StagingOptions::default_ignores`]). In both, `.git` at any depth and the caller's
 //! [`StagingOptions::ignores`] are ignored.
@@ -44,8 +50,13 @@ struct GitRules {
     per_dir: FxHashMap<String, Gitignore>,
     /// `core.excludesFile` then `info/exclude` (the later wins), relative to the root.
     global: Gitignore,
-    /// Tracked files and every directory above one.
+    /// Tracked paths and every directory above one.
     tracked: FxHashSet<String>,
+    /// The directories above tracked files.
+    tracked_dirs: FxHashSet<String>,
+    /// Nested repositories git does not track (`git ls-files --others` lists them as
+    /// `dir/`): separate repositories, ignored whole, as the outer git sees them.
+    nested_repos: FxHashSet<String>,
     /// Tracked directories that the rules ignore: walked for their tracked files, while
     /// everything untracked below them is ignored.
     ignored_tracked_dirs: FxHashSet<String>,
@@ -98,7 +109,7 @@ impl Ignores {
         };
         if let Some(git) = &ignores.git {
             let ignored: FxHashSet<String> = git
-                .tracked
+                .tracked_dirs
                 .iter()
                 .filter(|p| ignores.rules_ignore(p, true))
                 .cloned()
@@ -183,6 +194,9 @@ impl Ignores {
             let name = path.rsplit('/').next().unwrap_or(path);
             return self.default_names.contains(&name).then_some(true);
         };
+        if is_dir && git.nested_repos.contains(path) {
+            return Some(true);
+        }
         // The nearest `.gitignore` decides first, then those above it, then the globals.
         let mut dir = paths::parent(path);
         loop {
@@ -228,6 +242,8 @@ impl GitRules {
             ],
         )?;
         let mut tracked = FxHashSet::default();
+        let mut tracked_dirs = FxHashSet::default();
+        let mut nested_repos = FxHashSet::default();
         let mut gitignores = Vec::new();
         for field in listing.split(|&b| b == 0) {
             // `T path`: the tag `?` marks untracked files, any other tag tracked ones.
@@ -237,7 +253,13 @@ impl GitRules {
             let Ok(path) = std::str::from_utf8(path) else {
                 continue;
             };
-            if path.is_empty() || path.ends_with('/') {
+            if let Some(dir) = path.strip_suffix('/') {
+                if tag == b'?' && !dir.is_empty() {
+                    nested_repos.insert(dir.to_owned());
+                }
+                continue;
+            }
+            if path.is_empty() {
                 continue;
             }
             if path == ".gitignore" || path.ends_with("/.gitignore") {
@@ -245,9 +267,10 @@ impl GitRules {
             }
             if tag != b'?' {
                 for a in paths::ancestors(path) {
-                    if !tracked.insert(a.to_owned()) {
+                    if !tracked_dirs.insert(a.to_owned()) {
                         break;
                     }
+                    tracked.insert(a.to_owned());
                 }
                 tracked.insert(path.to_owned());
             }
@@ -291,6 +314,8 @@ impl GitRules {
             per_dir,
             global,
             tracked,
+            tracked_dirs,
+            nested_repos,
             ignored_tracked_dirs: FxHashSet::default(),
         })
     }

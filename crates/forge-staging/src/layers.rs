@@ -18,6 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StagingError};
+use crate::ignores::Ignores;
 use crate::paths;
 use crate::sys;
 use crate::types::{Entry, EntryKind, LayerChange};
@@ -260,15 +261,46 @@ impl Store {
         Ok(out)
     }
 
+    /// The first path below the directory `dir` of `generation` that `ignores` ignores
+    /// (ignored directories are not entered), if any.
+    pub(crate) fn first_ignored_below(
+        &self,
+        generation: u64,
+        dir: &str,
+        ignores: &Ignores,
+    ) -> Result<Option<String>> {
+        let stack = self.stack(generation)?;
+        first_ignored_in(&stack, &self.repo, dir, ignores)
+    }
+
+    /// Whether the repository's entry at `path` shows through every layer of
+    /// `generation` (no layer replaces or deletes it or one of its ancestors).
+    pub(crate) fn reaches_repo(&self, generation: u64, path: &str) -> Result<bool> {
+        let stack = self.stack(generation)?;
+        Ok(stack.iter().all(|layer| {
+            !layer.ops.contains_key(path)
+                && !paths::ancestors(path)
+                    .any(|a| layer.ops.get(a).is_some_and(|op| op.hides_below()))
+        }))
+    }
+
     /// Each committed generation with its label, oldest first.
     pub(crate) fn labels(&self) -> Vec<(u64, Option<String>)> {
         let layers = self.layers.read();
         (1..).zip(layers.iter().map(|l| l.label.clone())).collect()
     }
 
-    /// Writes `changes` as layer head+1, atomically, and returns its generation.
-    pub(crate) fn commit(&self, changes: &[LayerChange]) -> Result<u64> {
-        self.commit_labelled(changes, None)
+    /// [`Store::commit`] with no ignored paths but `.git`, for tests.
+    #[cfg(test)]
+    pub(crate) fn commit_plain(&self, changes: &[LayerChange]) -> Result<u64> {
+        self.commit(changes, &Ignores::plain(&[], false))
+    }
+
+    /// Writes `changes` as layer head+1, atomically, and returns its generation. Deleting
+    /// a directory that holds paths `ignores` ignores deletes its other entries and keeps
+    /// those (and the directories above them).
+    pub(crate) fn commit(&self, changes: &[LayerChange], ignores: &Ignores) -> Result<u64> {
+        self.commit_labelled(changes, ignores, None)
     }
 
     /// As [`commit`](Self::commit), with `label` in the manifest. On failure the temporary
@@ -276,13 +308,14 @@ impl Store {
     pub(crate) fn commit_labelled(
         &self,
         changes: &[LayerChange],
+        ignores: &Ignores,
         label: Option<&str>,
     ) -> Result<u64> {
         let _serial = self.commit_lock.lock();
         let head = self.head();
         let generation = head + 1;
         let stack = self.stack(head)?;
-        let ops = plan_ops(&stack, &self.repo, changes)?;
+        let ops = plan_ops(&stack, &self.repo, changes, ignores)?;
 
         let tmp = self
             .dir
@@ -509,6 +542,7 @@ fn plan_ops(
     stack: &[Arc<Layer>],
     repo: &Path,
     changes: &[LayerChange],
+    ignores: &Ignores,
 ) -> Result<Vec<(String, Option<Entry>)>> {
     let mut by_path: BTreeMap<&str, &Option<Entry>> = BTreeMap::new();
     for change in changes {
@@ -522,6 +556,7 @@ fn plan_ops(
     }
     let mut ops = Vec::new();
     let mut implicit = std::collections::BTreeSet::new();
+    let mut keeps_ignored = false;
     for (&path, &entry) in &by_path {
         // A path below a deleted or non-directory ancestor of this same change set.
         let covered = paths::ancestors(path).find(|a| {
@@ -542,11 +577,19 @@ fn plan_ops(
         }
         let current = lookup_in(stack, repo, path)?;
         match entry {
-            None => {
-                if current.is_some() {
-                    ops.push((path.to_owned(), None));
+            None => match current.map(|l| l.kind) {
+                None => {}
+                Some(EntryKind::Dir) => {
+                    let mut below = Vec::new();
+                    if plan_dir_delete(stack, repo, path, ignores, &mut below)? {
+                        ops.extend(below.into_iter().map(|p| (p, None)));
+                        keeps_ignored = true;
+                    } else {
+                        ops.push((path.to_owned(), None));
+                    }
                 }
-            }
+                Some(_) => ops.push((path.to_owned(), None)),
+            },
             Some(e) => {
                 // Parents must be directories; absent ones are created implicitly (another
                 // task may have removed a directory this change set still writes into).
@@ -578,11 +621,66 @@ fn plan_ops(
             }
         }
     }
-    if !implicit.is_empty() {
+    if !implicit.is_empty() || keeps_ignored {
         ops.extend(implicit.into_iter().map(|d| (d, Some(Entry::Dir))));
         ops.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(ops)
+}
+
+/// Plans deleting the directory `dir` of the head `stack`: when nothing below it is
+/// ignored returns `false` (delete it whole); otherwise appends the deletions of its
+/// entries that are not ignored (directories that hold ignored paths recursively, never
+/// whole) to `out` and returns `true` (`dir` stays).
+fn plan_dir_delete(
+    stack: &[Arc<Layer>],
+    repo: &Path,
+    dir: &str,
+    ignores: &Ignores,
+    out: &mut Vec<String>,
+) -> Result<bool> {
+    let mut keeps = false;
+    let mut mine = Vec::new();
+    for (name, loc) in children_in(stack, repo, dir)? {
+        let child = paths::join(dir, &name);
+        let is_dir = loc.kind == EntryKind::Dir;
+        // An ignored entry stays, and so does a directory holding one.
+        if ignores.is_ignored_child(&child, is_dir)
+            || (is_dir && plan_dir_delete(stack, repo, &child, ignores, &mut mine)?)
+        {
+            keeps = true;
+        } else {
+            mine.push(child);
+        }
+    }
+    if keeps {
+        out.append(&mut mine);
+    }
+    Ok(keeps)
+}
+
+/// The first path below the directory `dir` of `stack` that `ignores` ignores, entering
+/// only directories that are not ignored.
+fn first_ignored_in(
+    stack: &[Arc<Layer>],
+    repo: &Path,
+    dir: &str,
+    ignores: &Ignores,
+) -> Result<Option<String>> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for (name, loc) in children_in(stack, repo, &d)? {
+            let child = paths::join(&d, &name);
+            let is_dir = loc.kind == EntryKind::Dir;
+            if ignores.is_ignored_child(&child, is_dir) {
+                return Ok(Some(child));
+            }
+            if is_dir {
+                pending.push(child);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One entry of a folded stack: the op and the layer tree that holds its data.

@@ -23,9 +23,9 @@
 //! - `reflink`: per-file clones (`FICLONE`) where the file system has them; falls back to
 //!   `copy` with the reason in [`Staging::backend_reason`].
 //! - `copy`: a parallel copy preserving modes, times and symlinks; collection is a stat walk
-//!   against a snapshot taken while copying. Every walk is the `ignore` crate's parallel
-//!   walker; a failure or a panic on any of its threads is an error, never a partial
-//!   change set.
+//!   against a snapshot taken while copying. Every walk is one parallel walker (a
+//!   directory per task on rayon's pool); a failure or a panic on any of its threads is
+//!   an error, never a partial change set.
 //! - `worktree`: a git repository of its own per view, borrowing the repository's objects
 //!   through `objects/info/alternates` (refs, `HEAD` and the checkout settings copied in;
 //!   no remote, no hooks), `HEAD` checked out, then the repository's working changes and
@@ -63,10 +63,17 @@
 //!   in views (agents need `.env`, `node_modules`, `target`); they are never collected.
 //!   Only the execute bit of a file's mode is tracked, as git does.
 //! - Special files (FIFOs, sockets, devices) in the repository are invisible to
-//!   generations; in a view they are [`Rejected`], never copied.
-//! - `worktree` views lack the paths forge ignores (git-ignored files such as `target/`),
-//!   which a checkout never writes. A view's repository reads objects from the repository's
-//!   object directory while it lives; git-lfs content is not carried over.
+//!   generations; in a view they are [`Rejected`], never copied, and deleting one of the
+//!   repository's (overlay views show them) is [`Rejected`] too
+//!   ([`RejectReason::SpecialDeleted`]), so the deletion never passes silently.
+//! - Nothing ignored is ever deleted: a deleted directory that holds ignored paths (a
+//!   nested repository's `.git`, `node_modules/`) loses only its collected entries, in
+//!   change sets, layers ([`Staging::commit`]) and so in the repository at publish; a
+//!   file replacing it is [`Rejected`] ([`RejectReason::HidesIgnored`]).
+//! - `worktree` views lack ignored directories (`target/`) and their contents, which a
+//!   checkout never writes; ignored files elsewhere (`.env`) are copied in. A view's
+//!   repository reads objects from the repository's object directory while it lives;
+//!   git-lfs content is not carried over.
 //! - A view in a user namespace is unreachable once its holder process (a `/bin/sh`
 //!   waiting on a pipe, see [`ViewNamespace::holder_pid`]) is killed: collecting it then
 //!   fails with an error naming the holder. When this process dies, the namespace and

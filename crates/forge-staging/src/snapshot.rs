@@ -37,6 +37,24 @@ impl Stat {
         })
     }
 
+    /// The same from a raw `stat` result.
+    fn of_raw(st: &rustix::fs::Stat) -> Option<Stat> {
+        let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => EntryKind::File,
+            rustix::fs::FileType::Directory => EntryKind::Dir,
+            rustix::fs::FileType::Symlink => EntryKind::Symlink,
+            _ => return None,
+        };
+        Some(Stat {
+            kind,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+            mode: st.st_mode,
+        })
+    }
+
     /// Whether `meta` shows the entry untouched. The ctime cannot be set by a process, so
     /// a write that restores size and mtime is still caught.
     fn unchanged(&self, now: Option<Stat>) -> bool {
@@ -96,12 +114,8 @@ pub(crate) fn stat_walk(root: &Path, ignores: &Ignores) -> Result<Snapshot> {
             if !item.utf8 || item.ignored {
                 return Ok(false);
             }
-            let meta = item
-                .entry
-                .metadata()
-                .map_err(|e| walk_error(item.disk, &e))?;
-            if let Some(st) = Stat::of(&meta) {
-                acc.push((item.path.clone().into_owned(), st));
+            if let Some(st) = Stat::of_raw(&item.stat()?) {
+                acc.push((item.path.to_owned(), st));
             }
             Ok(true)
         },
@@ -111,13 +125,6 @@ pub(crate) fn stat_walk(root: &Path, ignores: &Ignores) -> Result<Snapshot> {
         snapshot.extend(items);
     }
     Ok(snapshot)
-}
-
-fn walk_error(disk: &Path, e: &ignore::Error) -> StagingError {
-    StagingError::Walk {
-        path: disk.to_owned(),
-        reason: e.to_string(),
-    }
 }
 
 /// What one walking thread found: paths whose stat changed (or that are new),
@@ -145,25 +152,21 @@ pub(crate) fn collect(
             if !item.utf8 {
                 found
                     .rejected
-                    .push((item.path.clone().into_owned(), RejectReason::NonUtf8Name));
+                    .push((item.path.to_owned(), RejectReason::NonUtf8Name));
                 return Ok(false);
             }
             if item.ignored {
                 return Ok(false);
             }
-            let meta = item
-                .entry
-                .metadata()
-                .map_err(|e| walk_error(item.disk, &e))?;
-            let now = Stat::of(&meta);
-            let before = snapshot.entries.get(item.path.as_ref());
+            let now = Stat::of_raw(&item.stat()?);
+            let before = snapshot.entries.get(item.path);
             if let Some((slot, _)) = before {
                 found.seen.push(*slot);
             }
             if !before.is_some_and(|(_, st)| st.unchanged(now)) {
-                found
-                    .changed
-                    .push((item.path.clone().into_owned(), item.disk.to_owned(), meta));
+                let disk = item.disk();
+                let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+                found.changed.push((item.path.to_owned(), disk, meta));
             }
             Ok(true)
         },

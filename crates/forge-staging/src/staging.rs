@@ -288,14 +288,15 @@ impl Staging {
     ///
     /// The layer is written into a temporary directory, fsynced and renamed into place, so
     /// after a crash it either exists whole or not at all. A deletion removes the path and
-    /// everything below it; deleting an absent path is a no-op.
+    /// everything below it except ignored paths (see [`Staging::is_ignored`]): a directory
+    /// that holds some loses its other entries and stays. Deleting an absent path is a no-op.
     ///
     /// # Errors
     ///
     /// A path is malformed or listed twice, a change needs a parent directory that the head
     /// lacks, or writing fails.
     pub fn commit(&self, changes: &[LayerChange]) -> Result<u64, StagingError> {
-        self.inner.store.commit(changes)
+        self.inner.store.commit(changes, &self.inner.ignores)
     }
 
     /// As [`commit`](Self::commit), recording `label` (for forge-core, the task id) in the
@@ -305,7 +306,9 @@ impl Staging {
     ///
     /// As [`commit`](Self::commit).
     pub fn commit_for(&self, label: &str, changes: &[LayerChange]) -> Result<u64, StagingError> {
-        self.inner.store.commit_labelled(changes, Some(label))
+        self.inner
+            .store
+            .commit_labelled(changes, &self.inner.ignores, Some(label))
     }
 
     /// Every committed generation with the label it was committed with (`None` for

@@ -180,7 +180,8 @@ impl StagingOptions {
 pub struct LayerChange {
     /// Repository-relative, `/`-separated path.
     pub path: String,
-    /// The new state; `None` deletes the path (and everything below it).
+    /// The new state; `None` deletes the path (and everything below it that is not
+    /// ignored).
     pub entry: Option<Entry>,
 }
 
@@ -240,6 +241,12 @@ pub enum RejectReason {
     EscapingSymlink(PathBuf),
     /// A name that is not valid UTF-8.
     NonUtf8Name,
+    /// A directory that holds ignored paths (the named one, e.g. a nested repository's
+    /// `.git`) was replaced by a file or symlink: merging it would remove them.
+    HidesIgnored(String),
+    /// A FIFO, socket or device of the repository was deleted: special files are not
+    /// staged, so neither is their deletion.
+    SpecialDeleted(&'static str),
 }
 
 impl fmt::Display for RejectReason {
@@ -250,6 +257,13 @@ impl fmt::Display for RejectReason {
                 write!(f, "symlink target {} leaves the view", t.display())
             }
             RejectReason::NonUtf8Name => f.write_str("name is not valid UTF-8"),
+            RejectReason::HidesIgnored(p) => write!(
+                f,
+                "directory replaced by a file or symlink would remove the ignored {p}: not merged"
+            ),
+            RejectReason::SpecialDeleted(what) => {
+                write!(f, "special file ({what}) deleted: not merged")
+            }
         }
     }
 }
@@ -258,7 +272,10 @@ impl fmt::Display for RejectReason {
 ///
 /// Directories are paths of their own: a new directory is `Added` with [`Entry::Dir`], a
 /// removed one is `Deleted` along with every path below it, and a file or symlink replaced
-/// by a directory (or back) is `TypeChanged`.
+/// by a directory (or back) is `TypeChanged`. Ignored paths are never deleted: a removed
+/// directory that held some (a nested repository's `.git`, a build directory) is not
+/// `Deleted` itself, only its collected entries are, and replacing it by a file is
+/// [`Rejected`].
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 #[must_use]
 pub struct ChangeSet {

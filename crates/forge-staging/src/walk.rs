@@ -1,15 +1,23 @@
-//! The crate's one directory walker: the `ignore` crate's parallel walker, applying the
+//! The crate's one directory walker: a directory per task on rayon's pool, applying the
 //! run's [`Ignores`] (never the `.gitignore` files of the tree being walked, which an agent
 //! may have edited), where a failure or a panic on any thread is an error for the caller,
 //! never an empty or partial result.
+//!
+//! Entries are read with `getdents` and stated with `fstatat` relative to their
+//! directory's descriptor, so a walk of 50,000 unchanged files costs no path lookups from
+//! the root (the `ignore` crate's parallel walker, tried first, queues every file as a work
+//! item and stats by path: about 1.8 times slower on the copy collection bench).
 
 use std::borrow::Cow;
-use std::fs::FileType;
+use std::ffi::{CStr, OsStr};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use ignore::{DirEntry, WalkBuilder, WalkState};
 use parking_lot::Mutex;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Result, StagingError};
 use crate::ignores::Ignores;
@@ -26,26 +34,61 @@ pub(crate) enum Rules<'a> {
 /// One entry the walk found.
 pub(crate) struct Item<'a> {
     /// Its repository path (lossily converted when not UTF-8, see `utf8`).
-    pub(crate) path: Cow<'a, str>,
+    pub(crate) path: &'a str,
     /// Whether the whole repository path is valid UTF-8.
     pub(crate) utf8: bool,
-    /// Its path relative to the walked root.
-    pub(crate) rel: &'a Path,
-    /// Where it is on disk.
-    pub(crate) disk: &'a Path,
-    /// Its type (symlinks are not followed).
+    /// Its type from the directory listing (symlinks are not followed).
     pub(crate) file_type: FileType,
     /// Whether the rules ignore it.
     pub(crate) ignored: bool,
-    /// The walker's entry (for its metadata).
-    pub(crate) entry: &'a DirEntry,
+    root: &'a Path,
+    parent_rel: &'a Path,
+    name: &'a OsStr,
+    name_c: &'a CStr,
+    dir_fd: &'a OwnedFd,
+}
+
+impl Item<'_> {
+    /// Its path relative to the walked root.
+    pub(crate) fn rel(&self) -> PathBuf {
+        self.parent_rel.join(self.name)
+    }
+
+    /// Where it is on disk.
+    pub(crate) fn disk(&self) -> PathBuf {
+        self.root.join(self.rel())
+    }
+
+    /// Its `lstat`, relative to its directory (no path lookup from the root).
+    pub(crate) fn stat(&self) -> Result<rustix::fs::Stat> {
+        rustix::fs::statat(self.dir_fd, self.name_c, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StagingError::io("stat", self.disk())(e.into()))
+    }
+}
+
+/// A directory still to read.
+struct Pending {
+    rel: PathBuf,
+    path: String,
+    utf8: bool,
+}
+
+/// What every task of one walk shares.
+struct Shared<'a, A, F> {
+    root: &'a Path,
+    rules: Rules<'a>,
+    visit: &'a F,
+    results: Mutex<Vec<A>>,
+    error: Mutex<Option<StagingError>>,
+    failed: AtomicBool,
 }
 
 /// Walks the trees `starts` (repository paths of directories below `root`; `[""]` for the
-/// whole tree) on a few threads, calling `visit` once per entry below them (not for the
-/// start directories themselves), parents before their children. `visit` accumulates
-/// into its thread's `A` and returns whether to enter a directory; under
-/// [`Rules::Apply`] ignored directories are never entered. Returns every thread's `A`.
+/// whole tree) in parallel, calling `visit` once per entry below them (not for the start
+/// directories themselves), each directory's entries before anything below them.
+/// `visit` accumulates into an `A` (one per directory read) and returns whether to enter
+/// a directory; under [`Rules::Apply`] ignored directories are never entered. Returns
+/// every `A`.
 ///
 /// # Errors
 ///
@@ -61,52 +104,25 @@ where
     A: Default + Send,
     F: Fn(&mut A, &Item<'_>) -> Result<bool> + Sync,
 {
-    let Some((first, rest)) = starts.split_first() else {
-        return Ok(Vec::new());
+    let shared = Shared {
+        root,
+        rules,
+        visit: &visit,
+        results: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+        failed: AtomicBool::new(false),
     };
-    let mut builder = WalkBuilder::new(root.join(first));
-    for start in rest {
-        builder.add(root.join(start));
-    }
-    builder
-        .standard_filters(false)
-        .follow_links(false)
-        .same_file_system(false)
-        .min_depth(Some(1))
-        .threads(threads());
-    let results: Mutex<Vec<A>> = Mutex::new(Vec::new());
-    let error: Mutex<Option<StagingError>> = Mutex::new(None);
     let walked = catch_unwind(AssertUnwindSafe(|| {
-        builder.build_parallel().run(|| {
-            let mut sink = Sink {
-                acc: Some(A::default()),
-                out: &results,
-            };
-            let visit = &visit;
-            let error = &error;
-            Box::new(move |entry| {
-                let fail = |e: StagingError| {
-                    error.lock().get_or_insert(e);
-                    WalkState::Quit
+        rayon::scope(|scope| {
+            for start in starts {
+                let dir = Pending {
+                    rel: PathBuf::from(start),
+                    path: start.clone(),
+                    utf8: true,
                 };
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        return fail(StagingError::Walk {
-                            path: root.to_owned(),
-                            reason: e.to_string(),
-                        });
-                    }
-                };
-                let Some(acc) = sink.acc.as_mut() else {
-                    return WalkState::Quit;
-                };
-                match visit_one(root, rules, &entry, acc, visit) {
-                    Ok(true) => WalkState::Continue,
-                    Ok(false) => WalkState::Skip,
-                    Err(e) => fail(e),
-                }
-            })
+                let shared = &shared;
+                scope.spawn(move |scope| read_dir(scope, shared, dir));
+            }
         });
     }));
     if let Err(panic) = walked {
@@ -120,75 +136,107 @@ where
             reason: format!("a walker thread panicked: {reason}"),
         });
     }
-    if let Some(e) = error.into_inner() {
+    if let Some(e) = shared.error.into_inner() {
         return Err(e);
     }
-    Ok(results.into_inner())
+    Ok(shared.results.into_inner())
 }
 
-/// Classifies one entry and hands it to `visit`; returns whether to enter it.
-fn visit_one<A, F>(
-    root: &Path,
-    rules: Rules<'_>,
-    entry: &DirEntry,
+/// Reads one directory, then queues its subdirectories.
+fn read_dir<'s, A, F>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s, A, F>, dir: Pending)
+where
+    A: Default + Send,
+    F: Fn(&mut A, &Item<'_>) -> Result<bool> + Sync,
+{
+    if shared.failed.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut acc = A::default();
+    let mut subdirs = Vec::new();
+    if let Err(e) = read_one(shared, &dir, &mut acc, &mut subdirs) {
+        shared.failed.store(true, Ordering::Relaxed);
+        shared.error.lock().get_or_insert(e);
+        return;
+    }
+    shared.results.lock().push(acc);
+    for sub in subdirs {
+        scope.spawn(move |scope| read_dir(scope, shared, sub));
+    }
+}
+
+fn read_one<A, F>(
+    shared: &Shared<'_, A, F>,
+    dir: &Pending,
     acc: &mut A,
-    visit: &F,
-) -> Result<bool>
+    subdirs: &mut Vec<Pending>,
+) -> Result<()>
 where
     F: Fn(&mut A, &Item<'_>) -> Result<bool>,
 {
-    #[cfg(test)]
-    tests::maybe_panic(entry.path());
-    let disk = entry.path();
-    let rel = disk.strip_prefix(root).map_err(|_| StagingError::Walk {
-        path: root.to_owned(),
-        reason: format!("the walker returned {} outside the root", disk.display()),
-    })?;
-    let file_type = entry.file_type().ok_or_else(|| StagingError::Walk {
-        path: disk.to_owned(),
-        reason: "no file type".to_owned(),
-    })?;
-    let (path, utf8) = match rel.to_str() {
-        Some(s) => (Cow::Borrowed(s), true),
-        None => (rel.to_string_lossy(), false),
-    };
-    let is_dir = file_type.is_dir();
-    let ignored = match rules {
-        Rules::Apply(ignores) => ignores.is_ignored_child(&path, is_dir),
-        Rules::AllIgnored => true,
-    };
-    let item = Item {
-        path,
-        utf8,
-        rel,
-        disk,
-        file_type,
-        ignored,
-        entry,
-    };
-    let descend = visit(acc, &item)?;
-    Ok(descend && is_dir && !(ignored && matches!(rules, Rules::Apply(_))))
-}
-
-/// A thread's accumulator, handed over when the thread's visitor is dropped.
-struct Sink<'a, A> {
-    acc: Option<A>,
-    out: &'a Mutex<Vec<A>>,
-}
-
-impl<A> Drop for Sink<'_, A> {
-    fn drop(&mut self) {
-        if let Some(acc) = self.acc.take() {
-            self.out.lock().push(acc);
+    let disk_dir = shared.root.join(&dir.rel);
+    let io_err = |op| StagingError::io(op, &disk_dir);
+    let fd = rustix::fs::open(
+        &disk_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open dir")(e.into()))?;
+    let mut entries = rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("read dir")(e.into()))?;
+    // One buffer for every child's path: no allocation per entry.
+    let mut path = String::with_capacity(dir.path.len() + 64);
+    path.push_str(&dir.path);
+    if !dir.path.is_empty() {
+        path.push('/');
+    }
+    let prefix_len = path.len();
+    while let Some(entry) = entries.read() {
+        let entry = entry.map_err(|e| io_err("read dir")(e.into()))?;
+        let name_c = entry.file_name();
+        let bytes = name_c.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let name = OsStr::from_bytes(bytes);
+        #[cfg(test)]
+        tests::maybe_panic(name);
+        let (name_str, utf8) = match std::str::from_utf8(bytes) {
+            Ok(s) => (Cow::Borrowed(s), dir.utf8),
+            Err(_) => (name.to_string_lossy(), false),
+        };
+        path.truncate(prefix_len);
+        path.push_str(&name_str);
+        let mut file_type = entry.file_type();
+        if file_type == FileType::Unknown {
+            let st = rustix::fs::statat(&fd, name_c, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| StagingError::io("stat", disk_dir.join(name))(e.into()))?;
+            file_type = FileType::from_raw_mode(st.st_mode);
+        }
+        let is_dir = file_type == FileType::Directory;
+        let ignored = match shared.rules {
+            Rules::Apply(ignores) => ignores.is_ignored_child(&path, is_dir),
+            Rules::AllIgnored => true,
+        };
+        let item = Item {
+            path: &path,
+            utf8,
+            file_type,
+            ignored,
+            root: shared.root,
+            parent_rel: &dir.rel,
+            name,
+            name_c,
+            dir_fd: &fd,
+        };
+        let descend = (shared.visit)(acc, &item)?;
+        if descend && is_dir && !(ignored && matches!(shared.rules, Rules::Apply(_))) {
+            subdirs.push(Pending {
+                rel: item.rel(),
+                path: path.clone(),
+                utf8,
+            });
         }
     }
-}
-
-/// How many threads walk: the machine's parallelism, at most four.
-fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -201,9 +249,9 @@ pub(crate) mod tests {
     /// A file name that makes the walker panic when it meets it (fault injection).
     const PANIC_NAME: &str = "forge-test-walker-panics-here";
 
-    pub(super) fn maybe_panic(path: &Path) {
-        if path.file_name().is_some_and(|n| n == PANIC_NAME) {
-            panic!("injected walker panic at {}", path.display());
+    pub(super) fn maybe_panic(name: &std::ffi::OsStr) {
+        if name == PANIC_NAME {
+            panic!("injected walker panic at {}", Path::new(name).display());
         }
     }
 
@@ -265,6 +313,9 @@ pub(crate) mod tests {
         let err = view
             .collect()
             .expect_err("an unreadable directory must fail the collection");
-        assert!(matches!(err, StagingError::Walk { .. }), "{err}");
+        assert!(
+            matches!(err, StagingError::Io { .. } | StagingError::Walk { .. }),
+            "{err}"
+        );
     }
 }

@@ -367,11 +367,12 @@ fn sync_working_changes(inner: &Inner, tree: &Path) -> Result<()> {
 /// Makes `path` in the worktree match the repository's working directory.
 fn sync_path(inner: &Inner, tree: &Path, path: &str) -> Result<()> {
     let path = path.trim_end_matches('/');
-    if path.is_empty()
-        || inner
-            .ignores
-            .is_ignored(path, inner.repo.join(path).is_dir())
-    {
+    // Ignored files are synced (agents need `.env`); ignored directories (`target/`) and
+    // everything in them are not, as git worktrees never copy them.
+    let in_ignored_dir = crate::paths::parent(path)
+        .is_some_and(|p| inner.ignores.is_ignored(p, true))
+        || (inner.repo.join(path).is_dir() && inner.ignores.is_ignored(path, true));
+    if path.is_empty() || in_ignored_dir {
         return Ok(());
     }
     let src = inner.repo.join(path);

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod collection;
 mod engine;
 mod fuzz;
 mod plans;

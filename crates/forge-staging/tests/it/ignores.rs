@@ -52,12 +52,14 @@ fn trust_05_tracked_file_under_ignored_name_is_collected() {
 
         let view = staging.create_view(0, "agent").expect("view");
         let v = view.path();
+        // Ignored files stay visible to agents (worktree views leave out ignored
+        // directories, which git worktrees never copy).
+        assert_eq!(
+            fs::read_to_string(v.join(".env")).expect(".env"),
+            "SECRET=1\n",
+            "{setup}"
+        );
         if setup.backend != Backend::Worktree {
-            // Ignored files stay visible to agents.
-            assert_eq!(
-                fs::read_to_string(v.join(".env")).expect(".env"),
-                "SECRET=1\n"
-            );
             assert!(v.join("target/debug/out").exists(), "{setup}");
         }
         fs::write(v.join("src/target/m.rs"), "fn m() { edited() }\n").expect("edit");

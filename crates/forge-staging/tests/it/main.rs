@@ -9,6 +9,7 @@ mod cleanup;
 mod git_status;
 mod ignores;
 mod model;
+mod trust;
 mod userns;
 mod views;
 mod worktree;
