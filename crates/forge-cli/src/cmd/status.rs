@@ -25,10 +25,25 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
     };
     let plan = forge_core::RunDir::open(&args.run_dir).and_then(|dir| dir.load_plan());
+    let branch = match forge_core::land::recorded_branch(&args.run_dir) {
+        Ok(branch) => branch,
+        Err(err) => {
+            eprintln!("forge status: {err}");
+            None
+        }
+    };
     if args.json {
-        println!("{}", to_json(&state, plan.as_ref().ok()));
+        println!("{}", to_json(&state, plan.as_ref().ok(), branch.as_ref()));
     } else {
         print!("{}", render(&state, plan.as_ref().ok()));
+        if let Some(branch) = &branch {
+            let short = branch.refname.trim_start_matches("refs/heads/");
+            println!(
+                "branch {short}: {} commit{} (one per task that changed something); review: git log --stat {short}",
+                branch.commits.len(),
+                if branch.commits.len() == 1 { "" } else { "s" }
+            );
+        }
     }
     // Issue 13 item 17: a publish that started and never finished leaves the tree mixed.
     if let Ok(Some(generation)) = forge_core::staging::interrupted_publish(&args.run_dir) {
@@ -41,9 +56,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 /// The report as JSON: `generation`, `published`, `tasks` (each with its `state` and what
-/// goes with it), `conflicts`, `journal` (its health) and `metrics` (see
+/// goes with it), `conflicts`, `branch` (the run branch written, with its commits; null
+/// before it is), `journal` (its health) and `metrics` (see
 /// [`forge_core::RunMetrics`]; durations in milliseconds).
-pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> String {
+pub(crate) fn to_json(
+    state: &RunState,
+    plan: Option<&forge_core::Plan>,
+    branch: Option<&forge_core::land::Branch>,
+) -> String {
     use serde_json::{Value, json};
 
     let tasks: serde_json::Map<String, Value> = task_ids(state, plan)
@@ -82,6 +102,7 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
         "tasks": tasks,
         "conflicts": conflicts,
         "kept_work": state.kept_work,
+        "branch": branch,
         "journal": {
             "torn_tail": state.torn_tail,
             "corrupt_lines": state.corrupt_lines,

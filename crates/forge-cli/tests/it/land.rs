@@ -78,6 +78,15 @@ fn by_default_a_run_lands_as_a_branch_and_the_working_tree_is_untouched() {
         "{stdout}"
     );
     assert!(stdout.contains("git merge forge/land-test"), "{stdout}");
+    let status = crate::forge(
+        repo,
+        &["status", &format!("{}-land-test", sandbox.run_dir())],
+    );
+    let (status_out, _) = text(&status);
+    assert!(
+        status_out.contains("branch forge/land-test: 2 commits"),
+        "forge status names the branch: {status_out}"
+    );
 
     assert_eq!(
         git(repo, &["status", "--porcelain", "--ignored"]),
