@@ -381,8 +381,8 @@ fn show_branch(repo: &Path, branch: &forge_core::land::Branch) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    let mut text = format!(
-        "\nthe run as git history, one commit per agent (git log --oneline HEAD..forge/demo):\n"
+    let mut text = String::from(
+        "\nthe run as git history, one commit per agent (git log --oneline HEAD..forge/demo):\n",
     );
     for line in git(&["log", "--oneline", "HEAD..forge/demo"]).lines() {
         let _ = writeln!(text, "  {line}");
