@@ -259,6 +259,7 @@ fn demo_plan(time_scale: f64, flaky_marker: &Path) -> Plan {
             agent.says[0], agent.says[1], agent.change,
         );
         let mut task = Task::new(agent.id, script)
+            .title(format!("{}: {}", agent.id, agent.says[0]))
             .deps(agent.deps.iter().copied())
             .writes(agent.writes.iter().copied())
             .duration_hint(Duration::from_secs_f64(agent.secs));

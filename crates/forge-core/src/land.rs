@@ -465,7 +465,10 @@ fn read_merges(dir: &RunDir) -> Result<(Vec<Merge>, u64), LandError> {
 /// A task commit's message: subject, prompt, trailers.
 fn message(task: Option<&&Task>, merge: &Merge, run: &str) -> String {
     let prompt = task.map_or("", |t| t.prompt.trim());
-    let first = prompt.lines().map(str::trim).find(|l| !l.is_empty());
+    let title = task.and_then(|t| t.title.as_deref()).map(str::trim);
+    let first = title
+        .filter(|t| !t.is_empty())
+        .or_else(|| prompt.lines().map(str::trim).find(|l| !l.is_empty()));
     let subject = match first {
         Some(line) => truncate(line, SUBJECT_MAX),
         None => truncate(&format!("forge task {}", merge.task), SUBJECT_MAX),

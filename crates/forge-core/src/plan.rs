@@ -38,6 +38,10 @@ pub const DEFAULT_EXECUTOR: &str = "default";
 pub struct Task {
     /// Unique, non-empty name of the task.
     pub id: String,
+    /// A one-line title for people: the subject of the task's commit on the run branch
+    /// (default: the prompt's first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// The payload handed to the executor (a prompt for an agent, or a command).
     #[serde(default)]
     pub prompt: String,
@@ -88,6 +92,8 @@ pub struct Task {
 struct TaskIn {
     id: String,
     #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
     prompt: String,
     #[serde(default)]
     deps: Vec<String>,
@@ -125,6 +131,7 @@ impl TryFrom<TaskIn> for Task {
         let duration_hint = check("duration_hint", &task.duration_hint)?;
         Ok(Self {
             id: task.id,
+            title: task.title,
             prompt: task.prompt,
             deps: task.deps,
             reads: task.reads,
@@ -157,6 +164,7 @@ impl Task {
     pub fn new(id: impl Into<String>, prompt: impl Into<String>) -> Self {
         Self {
             id: id.into(),
+            title: None,
             prompt: prompt.into(),
             deps: Vec::new(),
             reads: Vec::new(),
@@ -198,6 +206,12 @@ impl Task {
     /// Sets the per-attempt timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the title (the subject of the task's commit on the run branch).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
         self
     }
 
