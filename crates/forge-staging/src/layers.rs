@@ -1,5 +1,6 @@
-//! Immutable generation layers: the store under `run_dir/layers`, lookups through the stack
-//! (`base@g` for the merger), atomic commits, and folding a stack into one layer.
+//! Immutable generation layers: the store under `run_dir/layers` and atomic commits;
+//! lookups through the stack (`base@g` for the merger) are in `lookup`, folding a stack into
+//! one layer in `fold`.
 //!
 //! Layer `k` is `layers/k/tree` (the changed files, in the form overlayfs takes as a lower
 //! directory: deletions as whiteouts) plus `layers/k/manifest.json` (every operation, so
@@ -9,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +22,11 @@ use crate::ignores::Ignores;
 use crate::paths;
 use crate::sys;
 use crate::types::{Entry, EntryKind, LayerChange};
+
+mod fold;
+mod lookup;
+pub(crate) use self::fold::{Folded, fold};
+pub(crate) use self::lookup::{Located, children_in, lookup_in};
 
 /// One operation of a layer on one path.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -103,15 +108,6 @@ pub(crate) struct Layer {
     pub(crate) whiteouts: bool,
     /// The label it was committed with.
     pub(crate) label: Option<String>,
-}
-
-/// Where a path's state at some generation lives on disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Located {
-    /// Its kind.
-    pub(crate) kind: EntryKind,
-    /// The file, link or directory holding it (in the repository or a layer tree).
-    pub(crate) disk: PathBuf,
 }
 
 /// The layers of a run directory.
@@ -419,123 +415,6 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all().map_err(StagingError::io("fsync", path))
 }
 
-/// Looks `path` up through `stack` (oldest first) and then `repo`.
-pub(crate) fn lookup_in(stack: &[Arc<Layer>], repo: &Path, path: &str) -> Result<Option<Located>> {
-    for layer in stack.iter().rev() {
-        if let Some(op) = layer.ops.get(path) {
-            return Ok(match op {
-                Op::Delete => None,
-                Op::File | Op::Exec => Some(Located {
-                    kind: EntryKind::File,
-                    disk: layer.tree.join(path),
-                }),
-                Op::Symlink => Some(Located {
-                    kind: EntryKind::Symlink,
-                    disk: layer.tree.join(path),
-                }),
-                Op::Dir | Op::Opaque => Some(Located {
-                    kind: EntryKind::Dir,
-                    disk: layer.tree.join(path),
-                }),
-            });
-        }
-        if paths::ancestors(path).any(|a| layer.ops.get(a).is_some_and(|op| op.hides_below())) {
-            return Ok(None);
-        }
-    }
-    lookup_base(repo, path)
-}
-
-/// Looks `path` up in the repository, never through a symlinked directory.
-fn lookup_base(repo: &Path, path: &str) -> Result<Option<Located>> {
-    let disk = repo.join(path);
-    let meta = match fs::symlink_metadata(&disk) {
-        Ok(m) => m,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(StagingError::io("stat", &disk)(e)),
-    };
-    let Some(kind) = sys::kind_of(&meta) else {
-        return Ok(None);
-    };
-    // The kernel followed any symlinks among the ancestors: make sure there were none.
-    for anc in paths::ancestors(path) {
-        let anc_disk = repo.join(anc);
-        let is_dir = fs::symlink_metadata(&anc_disk)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        if !is_dir {
-            return Ok(None);
-        }
-    }
-    Ok(Some(Located { kind, disk }))
-}
-
-/// The children of directory `dir` (`""` = root) through `stack` and `repo`.
-pub(crate) fn children_in(
-    stack: &[Arc<Layer>],
-    repo: &Path,
-    dir: &str,
-) -> Result<Vec<(String, Located)>> {
-    let mut names = std::collections::BTreeSet::new();
-    let mut reaches_base = true;
-    for layer in stack.iter().rev() {
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        for (p, _) in layer.ops.range(prefix.clone()..) {
-            let Some(rest) = p.strip_prefix(&prefix) else {
-                break;
-            };
-            let name = rest.split('/').next().unwrap_or(rest);
-            names.insert(name.to_owned());
-        }
-        if !dir.is_empty() {
-            let hidden = layer.ops.get(dir).is_some_and(|op| op.hides_below())
-                || paths::ancestors(dir)
-                    .any(|a| layer.ops.get(a).is_some_and(|op| op.hides_below()));
-            if hidden {
-                reaches_base = false;
-                break;
-            }
-        }
-    }
-    if reaches_base {
-        let disk = repo.join(dir);
-        match fs::read_dir(&disk) {
-            Ok(rd) => {
-                for item in rd {
-                    let item = item.map_err(StagingError::io("read dir", &disk))?;
-                    if let Some(name) = item.file_name().to_str() {
-                        names.insert(name.to_owned());
-                    }
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) => {}
-            Err(e) => return Err(StagingError::io("read dir", &disk)(e)),
-        }
-    }
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        if let Some(loc) = lookup_in(stack, repo, &paths::join(dir, &name))? {
-            out.push((name, loc));
-        }
-    }
-    Ok(out)
-}
-
 /// Validates `changes` against the head `stack` and reduces them to the operations a layer
 /// must record, sorted by path.
 fn plan_ops(
@@ -681,48 +560,6 @@ fn first_ignored_in(
         }
     }
     Ok(None)
-}
-
-/// One entry of a folded stack: the op and the layer tree that holds its data.
-#[derive(Clone, Debug)]
-pub(crate) struct Folded {
-    /// The op.
-    pub(crate) op: Op,
-    /// The file or link in a layer tree (for data-carrying ops).
-    pub(crate) source: PathBuf,
-}
-
-/// Folds `stack` (oldest first) into one layer's worth of operations relative to the
-/// repository: the net effect of generations 1..=n on every path they touch.
-pub(crate) fn fold(stack: &[Arc<Layer>]) -> BTreeMap<String, Folded> {
-    let mut acc: BTreeMap<String, Folded> = BTreeMap::new();
-    for layer in stack {
-        for (path, &op) in &layer.ops {
-            let source = layer.tree.join(path);
-            let previous = acc.get(path).map(|f| f.op);
-            let op = match op {
-                Op::Dir => match previous {
-                    Some(Op::Dir) | Some(Op::Opaque) => continue,
-                    Some(_) => Op::Opaque,
-                    None => Op::Dir,
-                },
-                other => other,
-            };
-            if op.hides_below() {
-                let prefix = format!("{path}/");
-                let below: Vec<String> = acc
-                    .range(prefix.clone()..)
-                    .take_while(|(p, _)| p.starts_with(&prefix))
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                for p in below {
-                    acc.remove(&p);
-                }
-            }
-            acc.insert(path.clone(), Folded { op, source });
-        }
-    }
-    acc
 }
 
 #[cfg(test)]

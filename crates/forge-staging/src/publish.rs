@@ -8,7 +8,7 @@
 //! kept in `run_dir/publish-conflicts/PATH`, and the report names it.
 //!
 //! The repository's publish lock ([`lock`]) serializes publishes of concurrent runs; a
-//! marker in the git directory and a record (`run_dir/publish.json`) name the target
+//! marker in the git directory and a record ([`record`]) name the target
 //! generation before the first byte of the working tree changes; each path is then replaced
 //! by a temporary file (staged where no repository path leads, see [`write`]), fsync and
 //! rename. Every step is idempotent, so after a crash the next publish simply runs again
@@ -17,6 +17,8 @@
 //! from a half-published repository: their layers hide every path a publish touches.
 
 mod lock;
+mod record;
+mod remove;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,13 +26,14 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 pub use lock::pending_publish;
+pub use record::interrupted_publish;
+pub(crate) use record::published_generation;
+use record::{Record, is_done, read_record, write_record};
 
 use crate::base::{self, Baseline, Ours};
 use crate::error::{Result, StagingError};
-use crate::layers::{self, Folded, Op, write_synced};
+use crate::layers::{self, Folded, Op};
 use crate::paths;
 use crate::staging::Inner;
 use crate::sys;
@@ -40,73 +43,6 @@ use crate::types::{
 
 /// How many staged files are fsynced together before their renames.
 const BATCH: usize = 128;
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-struct Record {
-    /// The generation the repository held before this publish.
-    from: u64,
-    /// The generation being written.
-    generation: u64,
-    /// Whether it is fully written.
-    done: bool,
-    /// The temporary directory of this publish, removed when it is done.
-    #[serde(default)]
-    tmp_dir: Option<PathBuf>,
-}
-
-fn record_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("publish.json")
-}
-
-fn read_record(run_dir: &Path) -> Result<Option<Record>> {
-    let path = record_path(run_dir);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StagingError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StagingError::io("read", path)(e)),
-    }
-}
-
-fn write_record(run_dir: &Path, record: &Record) -> Result<()> {
-    let path = record_path(run_dir);
-    let tmp = run_dir.join(".publish.json.tmp");
-    let bytes = serde_json::to_vec(record).map_err(|e| StagingError::Corrupt {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    sys::remove_any(&tmp)?;
-    write_synced(&tmp, &bytes)?;
-    fs::rename(&tmp, &path).map_err(StagingError::io("rename", &path))?;
-    sys::fsync_dir(run_dir)
-}
-
-/// Whether the publish record of `run_dir` says it finished.
-fn is_done(run_dir: &Path) -> bool {
-    read_record(run_dir).is_ok_and(|r| r.is_some_and(|r| r.done))
-}
-
-/// The generation an interrupted publish of the run in `run_dir` was writing, if its record
-/// says it started and never finished: the working tree then holds a mix of two
-/// generations until the publish runs again (`forge resume`).
-///
-/// # Errors
-///
-/// The record exists but cannot be read.
-pub fn interrupted_publish(run_dir: &Path) -> Result<Option<u64>, StagingError> {
-    Ok(read_record(run_dir)?
-        .filter(|r| !r.done)
-        .map(|r| r.generation))
-}
-
-/// The oldest generation readable after the publishes recorded in `run_dir`, if any.
-pub(crate) fn published_generation(run_dir: &Path) -> Result<Option<u64>> {
-    Ok(read_record(run_dir)?.map(|r| r.generation))
-}
 
 /// Decides a path both the user and the run changed: `(path, base, ours, theirs)`.
 pub(crate) type Merger<'a> = &'a PublishMergeFn;
@@ -493,98 +429,6 @@ impl Publisher<'_> {
             kept,
         });
         Ok(())
-    }
-
-    /// Deletes the directory `dir` the way the run saw it (issue 13, item 6): only the
-    /// files and symlinks the run's snapshot holds below it (what collection saw), each
-    /// only if the user left it alone (else a conflict keeps it), never `.git` or ignored
-    /// content; then every directory below it that ended up empty, and `dir` itself if it
-    /// did. With `keep_regenerated`, paths the generation writes again are left for it.
-    /// Returns whether `dir` is gone.
-    fn remove_collected_dir(&mut self, dir: &str, keep_regenerated: bool) -> Result<bool> {
-        let mut files = self.baseline.files_below(dir)?;
-        files.extend(
-            self.earlier
-                .iter()
-                .filter(|(p, f)| {
-                    paths::is_within(p, dir) && matches!(f.op, Op::File | Op::Exec | Op::Symlink)
-                })
-                .map(|(p, _)| p.clone()),
-        );
-        if matches!(self.baseline, Baseline::None) {
-            files.extend(self.disk_files_below(dir));
-        }
-        files.sort();
-        files.dedup();
-        for p in files {
-            if p == dir || (keep_regenerated && self.folded.contains_key(&p)) {
-                continue;
-            }
-            let disk = self.repo.join(&p);
-            match lstat(&disk)? {
-                None => continue,
-                Some(m) if m.is_dir() => continue,
-                Some(_) => {}
-            }
-            match self.ours(&p)? {
-                Ours::Unchanged => {
-                    fs::remove_file(&disk).map_err(StagingError::io("remove", &disk))?;
-                    self.report.removed += 1;
-                }
-                Ours::Changed(_) => self.report.conflicts.push(PublishConflict {
-                    path: p,
-                    kind: PublishConflictKind::DeletedByRun,
-                    kept: None,
-                }),
-            }
-        }
-        let root = self.repo.join(dir);
-        let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
-            .min_depth(1)
-            .into_iter()
-            .filter_entry(|e| e.file_name() != ".git")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_dir())
-            .map(|e| e.into_path())
-            .collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            // Fails harmlessly on a directory that still holds something.
-            let _ = fs::remove_dir(&d);
-        }
-        match fs::remove_dir(&root) {
-            Ok(()) => {
-                self.report.removed += 1;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(_) => Ok(false),
-        }
-    }
-
-    /// Without a snapshot: the files below `dir` on disk that collection does not ignore.
-    fn disk_files_below(&self, dir: &str) -> Vec<String> {
-        let ignores = &self.inner.ignores;
-        walkdir::WalkDir::new(self.repo.join(dir))
-            .min_depth(1)
-            .into_iter()
-            .filter_entry(|e| {
-                e.path()
-                    .strip_prefix(self.repo)
-                    .ok()
-                    .and_then(|p| p.to_str())
-                    .is_some_and(|p| !ignores.is_ignored(p, e.file_type().is_dir()))
-            })
-            .filter_map(|e| e.ok())
-            .filter(|e| !e.file_type().is_dir())
-            .filter_map(|e| {
-                e.path()
-                    .strip_prefix(self.repo)
-                    .ok()
-                    .and_then(|p| p.to_str())
-                    .map(str::to_owned)
-            })
-            .collect()
     }
 }
 
