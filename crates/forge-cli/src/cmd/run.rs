@@ -88,7 +88,7 @@ pub(crate) struct Args {
     /// time, e.g. plan-20261205-211000). An existing branch is never overwritten.
     #[arg(long)]
     name: Option<String>,
-    /// Author and committer of the branch's commits, 'Name <email>' (default: the
+    /// Author and committer of the branch's commits, `Name <email>` (default: the
     /// repository's user.name and user.email, else 'forge <forge@localhost>').
     #[arg(long)]
     author: Option<String>,
