@@ -23,14 +23,17 @@
 //!   an existing branch is never overwritten (the same commit already there counts as done).
 
 mod git;
+mod journal;
+mod kept;
+mod message;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use forge_events::read_journal;
-
+use self::journal::read_merges;
+use self::kept::{read_kept, ref_component};
+use self::message::{identity, message, parse_ident, split_ident};
 use crate::engine::RunDir;
-use crate::event::Event;
 use crate::plan::Task;
 
 /// The longest subject line a commit gets.
@@ -106,6 +109,23 @@ pub struct Branch {
     pub working_tree: Option<String>,
     /// One commit per task that changed something, in merge order.
     pub commits: Vec<TaskCommit>,
+    /// The kept work of tasks that did not merge (conflicted, or rejected for their
+    /// scope or entries forge does not merge), each one commit on
+    /// `refs/heads/forge-failed/NAME/TASK` on top of the generation its view showed.
+    #[serde(default)]
+    pub failed: Vec<FailedCommit>,
+}
+
+/// A failed task's kept work as a commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FailedCommit {
+    /// The task id.
+    pub task: String,
+    /// `refs/heads/forge-failed/NAME/TASK`.
+    pub refname: String,
+    /// The commit id.
+    pub commit: String,
 }
 
 /// Why a run branch could not be written.
@@ -285,52 +305,85 @@ pub fn write_branch(run_dir: &Path, options: &BranchOptions) -> Result<Branch, L
         };
 
     let tasks: BTreeMap<&str, &Task> = plan.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let mut commits = Vec::new();
     let tip = working_tree.clone().or_else(|| start.clone());
-    let head = if merges.is_empty() {
-        tip.clone()
-    } else {
+    let kept = read_kept(&dir, merges.len() as u64)?;
+    let mut commits = Vec::new();
+    let mut failed = Vec::new();
+    if !merges.is_empty() || !kept.is_empty() {
         let tmp_ref = format!("refs/forge-tmp/{}", options.name);
         let marks = run_dir.join("land.marks");
         let mut import = git::FastImport::start(repo, &tmp_ref, &marks)?;
+        // Generation g is mark g: the merges are generations 1, 2, ... in order.
+        let parent_of = |generation: u64| match generation {
+            0 => tip.as_deref().map(git::Parent::Id),
+            g => Some(git::Parent::Mark(g as usize)),
+        };
         for (idx, merge) in merges.iter().enumerate() {
             let changes = forge_staging::read_layer(run_dir, merge.generation)?;
             let message = message(tasks.get(merge.task.as_str()), merge, &options.name);
-            let parent = match (idx, &tip) {
-                (0, Some(id)) => Some(git::Parent::Id(id)),
-                (0, None) => None,
-                _ => Some(git::Parent::Mark(idx)),
-            };
             import.commit(&git::CommitSpec {
                 mark: idx + 1,
+                refname: None,
                 ident: &ident,
                 time: secs(merge.ts_ms),
                 message: &message,
-                parent,
+                parent: parent_of(idx as u64),
                 changes: &changes,
             })?;
         }
+        let mut failed_refs = Vec::new();
+        for (k, work) in kept.iter().enumerate() {
+            let mark = merges.len() + k + 1;
+            let tmp = format!("refs/forge-tmp/{}-failed-{k}", options.name);
+            let message = work.message(tasks.get(work.task.as_str()), &options.name);
+            import.commit(&git::CommitSpec {
+                mark,
+                refname: Some(&tmp),
+                ident: &ident,
+                time: secs(work.ts_ms),
+                message: &message,
+                parent: parent_of(work.base_generation),
+                changes: &work.changes,
+            })?;
+            let refname = format!(
+                "refs/heads/forge-failed/{}/{}",
+                options.name,
+                ref_component(&work.task)
+            );
+            failed_refs.push((work.task.clone(), refname, tmp, mark));
+        }
         let marks_ids = import.finish()?;
-        let _ = git::run(repo, &["update-ref", "-d", &tmp_ref]);
         let _ = std::fs::remove_file(&marks);
-        for (idx, merge) in merges.iter().enumerate() {
-            let commit = marks_ids
+        let id_of = |mark: usize| {
+            marks_ids
                 .iter()
-                .find(|(m, _)| *m == idx + 1)
+                .find(|(m, _)| *m == mark)
                 .map(|(_, id)| id.clone())
                 .ok_or_else(|| LandError::Git {
                     command: "git fast-import".into(),
                     repo: repo.to_owned(),
-                    stderr: format!("no commit for mark :{}", idx + 1),
-                })?;
+                    stderr: format!("no commit for mark :{mark}"),
+                })
+        };
+        for (idx, merge) in merges.iter().enumerate() {
             commits.push(TaskCommit {
                 task: merge.task.clone(),
                 generation: merge.generation,
+                commit: id_of(idx + 1)?,
+            });
+        }
+        let _ = git::run(repo, &["update-ref", "-d", &tmp_ref]);
+        for (task, refname, tmp, mark) in failed_refs {
+            let commit = id_of(mark)?;
+            let _ = git::run(repo, &["update-ref", "-d", &tmp]);
+            failed.push(FailedCommit {
+                task,
+                refname,
                 commit,
             });
         }
-        commits.last().map(|c| c.commit.clone())
-    };
+    }
+    let head = commits.last().map(|c| c.commit.clone()).or(tip);
     let Some(head) = head else {
         return Err(run_dir_error(
             run_dir,
@@ -339,12 +392,22 @@ pub fn write_branch(run_dir: &Path, options: &BranchOptions) -> Result<Branch, L
         ));
     };
     create_ref(repo, &refname, &head, &options.name)?;
+    // The failed tasks' refs only once the run branch is there: a refused run branch
+    // leaves no stray refs behind.
+    for work in &mut failed {
+        match create_ref(repo, &work.refname, &work.commit, &options.name) {
+            // Written by an earlier landing of this run (before a resume): keep it.
+            Err(LandError::BranchExists { existing, .. }) => work.commit = existing,
+            other => other?,
+        }
+    }
     let branch = Branch {
         refname,
         head,
         start,
         working_tree,
         commits,
+        failed,
     };
     save(run_dir, &branch)?;
     Ok(branch)
@@ -394,143 +457,6 @@ fn create_ref(repo: &Path, refname: &str, head: &str, name: &str) -> Result<(), 
             None => Err(err),
         },
     }
-}
-
-/// The merges that committed something, in generation order, and the run's start time.
-///
-/// The layers on disk decide which generations exist and, through their labels, which task
-/// made each (a commit rolled forward by a resume may have no `task_merged` record); the
-/// journal adds the attempt and the time (of `task_merged`, else of `commit_started`, which
-/// a resume keeps, so the commit ids come out the same).
-fn read_merges(dir: &RunDir) -> Result<(Vec<Merge>, u64), LandError> {
-    let run_dir = dir.path();
-    let recovered = read_journal::<Event>(&dir.journal_path())
-        .map_err(|e| run_dir_error(run_dir, e.to_string()))?;
-    let started_ms = recovered.records.first().map_or(0, |r| r.ts_ms);
-    let last_ms = recovered.records.last().map_or(0, |r| r.ts_ms);
-    let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
-    // By generation: (task, attempt, time), from `task_merged` and from `commit_started`.
-    let mut merged: BTreeMap<u64, (String, u32, u64)> = BTreeMap::new();
-    let mut started: BTreeMap<u64, (String, u32, u64)> = BTreeMap::new();
-    for record in &recovered.records {
-        let at = |task: &String| attempts.get(task).copied().unwrap_or(1);
-        match &record.event {
-            Event::TaskStarted { task, attempt } => {
-                attempts.insert(task.clone(), *attempt);
-            }
-            Event::CommitStarted { task, generation } => {
-                let entry = (task.clone(), at(task), record.ts_ms);
-                started.entry(*generation).or_insert(entry);
-            }
-            Event::TaskMerged {
-                task,
-                generation,
-                paths,
-            } if *paths > 0 => {
-                let entry = (task.clone(), at(task), record.ts_ms);
-                merged.entry(*generation).or_insert(entry);
-            }
-            _ => {}
-        }
-    }
-    let mut merges = Vec::new();
-    for (generation, label) in forge_staging::layer_labels(run_dir)? {
-        let info = merged.get(&generation).or_else(|| started.get(&generation));
-        let task = match (label, info) {
-            (Some(label), _) => label,
-            (None, Some((task, _, _))) => task.clone(),
-            (None, None) => {
-                return Err(run_dir_error(
-                    run_dir,
-                    format!(
-                        "neither the layer nor the journal says which task made generation {generation}"
-                    ),
-                ));
-            }
-        };
-        let (attempt, ts_ms) = match info {
-            Some((t, attempt, ts)) if *t == task => (*attempt, *ts),
-            _ => (attempts.get(&task).copied().unwrap_or(1), last_ms),
-        };
-        merges.push(Merge {
-            task,
-            attempt,
-            generation,
-            ts_ms,
-        });
-    }
-    Ok((merges, started_ms))
-}
-
-/// A task commit's message: subject, prompt, trailers.
-fn message(task: Option<&&Task>, merge: &Merge, run: &str) -> String {
-    let prompt = task.map_or("", |t| t.prompt.trim());
-    let title = task.and_then(|t| t.title.as_deref()).map(str::trim);
-    let first = title
-        .filter(|t| !t.is_empty())
-        .or_else(|| prompt.lines().map(str::trim).find(|l| !l.is_empty()));
-    let subject = match first {
-        Some(line) => truncate(line, SUBJECT_MAX),
-        None => truncate(&format!("forge task {}", merge.task), SUBJECT_MAX),
-    };
-    let mut out = subject.clone();
-    out.push_str("\n\n");
-    if !prompt.is_empty() && prompt != subject {
-        let body = truncate(prompt, BODY_MAX);
-        out.push_str(&body);
-        if body.len() < prompt.len() {
-            out.push_str("\n[prompt truncated]");
-        }
-        out.push_str("\n\n");
-    }
-    let executor = task.map_or(crate::plan::DEFAULT_EXECUTOR, |t| t.executor.as_str());
-    out.push_str(&format!(
-        "Forge-Task: {}\nForge-Run: {run}\nForge-Attempt: {}\nForge-Executor: {executor}\n",
-        one_line(&merge.task),
-        merge.attempt
-    ));
-    out
-}
-
-/// At most `max` characters of `text`, cut at a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
-/// `text` with line breaks replaced, for a trailer value.
-fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
-}
-
-/// `Name <email>`: the given author (checked), the repository's identity, or the default.
-fn identity(repo: &Path, author: Option<&str>) -> Result<String, LandError> {
-    if let Some(author) = author {
-        check_author(author)?;
-        return Ok(author.trim().to_owned());
-    }
-    let name = git::run(repo, &["config", "user.name"]).unwrap_or_default();
-    let email = git::run(repo, &["config", "user.email"]).unwrap_or_default();
-    let ident = format!("{name} <{email}>");
-    if !name.is_empty() && !email.is_empty() && parse_ident(&ident).is_some() {
-        Ok(ident)
-    } else {
-        Ok(DEFAULT_IDENT.to_owned())
-    }
-}
-
-/// Splits `Name <email>` into its parts, `None` when it is not of that form (or holds
-/// characters git would reject: `<`, `>` or a line break inside a part).
-fn parse_ident(ident: &str) -> Option<(&str, &str)> {
-    let ident = ident.trim();
-    let (name, rest) = ident.split_once('<')?;
-    let email = rest.strip_suffix('>')?;
-    let name = name.trim();
-    let bad = |s: &str| s.contains(['<', '>', '\n', '\r', '\0']);
-    (!name.is_empty() && !email.is_empty() && !bad(name) && !bad(email)).then_some((name, email))
-}
-
-fn split_ident(ident: &str) -> (&str, &str) {
-    parse_ident(ident).unwrap_or(("forge", "forge@localhost"))
 }
 
 fn run_dir_error(run_dir: &Path, reason: String) -> LandError {

@@ -90,6 +90,8 @@ pub(super) fn resolve_commit(repo: &Path, rev: &str) -> Result<Option<String>, L
 pub(super) struct CommitSpec<'a> {
     /// The mark naming it (1-based).
     pub(super) mark: usize,
+    /// The ref it is written to (`None`: the stream's temporary ref).
+    pub(super) refname: Option<&'a str>,
     /// `Name <email>`.
     pub(super) ident: &'a str,
     /// Seconds since the epoch, for author and committer.
@@ -154,7 +156,7 @@ impl FastImport {
 
     fn write_commit(&mut self, spec: &CommitSpec<'_>) -> std::io::Result<()> {
         let out = &mut self.stdin;
-        writeln!(out, "commit {}", self.tmp_ref)?;
+        writeln!(out, "commit {}", spec.refname.unwrap_or(&self.tmp_ref))?;
         writeln!(out, "mark :{}", spec.mark)?;
         writeln!(out, "author {} {} +0000", spec.ident, spec.time)?;
         writeln!(out, "committer {} {} +0000", spec.ident, spec.time)?;

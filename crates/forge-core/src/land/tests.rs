@@ -243,3 +243,69 @@ fn a_repository_without_commits_gets_a_root_commit() {
         "\"a \\\"quoted\\\" name.txt\""
     );
 }
+
+#[test]
+fn a_conflicted_tasks_work_is_kept_on_a_failed_branch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, false);
+    let plan = Plan::new(vec![
+        Task::new("left", "sleep 0.2; echo left > a.txt"),
+        Task::new(
+            "right",
+            "sleep 0.4; echo right > a.txt; echo extra > extra.txt",
+        ),
+    ])
+    .validate()
+    .expect("valid");
+    let executors = Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("t"));
+    let options = EngineOptions::new(&repo_dir, &run_dir)
+        .publish(false)
+        .run(RunOptions::default().jobs(2).keep_going(true));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let outcome = rt
+        .block_on(run_engine(&plan, &executors, options))
+        .expect("run");
+    assert!(
+        !outcome.is_success(),
+        "the second writer of a.txt conflicts"
+    );
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "kept")).expect("land");
+    assert_eq!(branch.commits.len(), 1);
+    assert_eq!(branch.failed.len(), 1, "{branch:?}");
+    let failed = &branch.failed[0];
+    let loser = failed.task.as_str();
+    assert_eq!(
+        failed.refname,
+        format!("refs/heads/forge-failed/kept/{loser}")
+    );
+    // On top of the generation its view showed (0: the start), with all of its work.
+    assert_eq!(
+        git(&repo_dir, &["rev-parse", &format!("{}^", failed.commit)]),
+        git(&repo_dir, &["rev-parse", "main"])
+    );
+    assert_eq!(
+        git(&repo_dir, &["show", &format!("{}:a.txt", failed.commit)]),
+        format!("{loser}\n")
+    );
+    let subject = git(&repo_dir, &["log", "-1", "--format=%s", &failed.commit]);
+    assert!(subject.starts_with("not merged: "), "{subject}");
+    let trailers = git(
+        &repo_dir,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Forge-Failed,valueonly)",
+            &failed.commit,
+        ],
+    );
+    assert_eq!(trailers.trim(), "conflict");
+    git(&repo_dir, &["fsck", "--strict", "--no-progress"]);
+    // Writing again leaves both refs as they are.
+    let again = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "kept")).expect("again");
+    assert_eq!(again, branch);
+}
