@@ -94,3 +94,42 @@ async fn trust_02_user_edits_of_the_same_line_are_kept_and_fail_the_run() {
         "one\nAGENT\nthree\n"
     );
 }
+
+/// An overlay view's lowest layer is the live working tree, so a user's edit during the
+/// run can show through to an agent: every task whose collection finds such an edit says
+/// so (`working_tree_changed` with the task), not only the publish at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_02_user_edits_seen_by_an_overlay_task_are_reported_for_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = git_repo(tmp.path());
+    let user_repo = repo.clone();
+    let executors = Executors::single(FnExecutor::new(move |job| {
+        let user_repo = user_repo.clone();
+        async move {
+            std::fs::write(user_repo.join("user.txt"), "the user's new file\n").expect("write");
+            std::fs::write(job.workdir.join("agent.txt"), "agent\n").expect("write");
+            Ok(ExecOutput::default())
+        }
+    }));
+    let plan = Plan::default()
+        .with_task(Task::new("t", ""))
+        .validate()
+        .expect("valid");
+    let bus = crate::EventBus::new(1024);
+    let mut events = bus.subscribe();
+    let options = EngineOptions::new(&repo, tmp.path().join("run"))
+        .backend(Some(Backend::Overlay))
+        .run(crate::RunOptions::default().bus(bus));
+    let outcome = run_engine(&plan, &executors, options).await.expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    let mut reported = Vec::new();
+    while let Ok(forge_events::Delivery::Event(event)) = events.try_recv() {
+        if let Event::WorkingTreeChanged { task, paths } = event {
+            reported.push((task, paths));
+        }
+    }
+    assert!(
+        reported.contains(&(Some("t".to_owned()), vec!["user.txt".to_owned()])),
+        "{reported:?}"
+    );
+}

@@ -198,11 +198,25 @@ impl EngineRunner {
             .with_namespace(view.namespace().cloned());
         let output = ctx.executor.execute(job).await?;
 
-        let (view, changes) = blocking(&task.id, move || {
+        // An overlay view's lowest layer is the live working tree: a file the user changed
+        // during the run shows through to an agent that had not copied it yet. Such edits
+        // are reported for the task (other backends copy at view creation: stable after).
+        let check_user = (self.staging.backend() == forge_staging::Backend::Overlay)
+            .then(|| self.staging.clone());
+        let (view, changes, user_changed) = blocking(&task.id, move || {
             let changes = view.collect();
-            (view, changes)
+            let user_changed = check_user
+                .and_then(|staging| staging.changed_since_start().ok())
+                .unwrap_or_default();
+            (view, changes, user_changed)
         })
         .await?;
+        if !user_changed.is_empty() {
+            self.bus.publish(Event::WorkingTreeChanged {
+                task: Some(task.id.clone()),
+                paths: user_changed,
+            });
+        }
         let changes = changes.map_err(|e| ExecError::fatal(format!("task {}: {e}", task.id)))?;
         self.bus.publish(Event::ChangesCollected {
             task: task.id.clone(),
@@ -212,7 +226,7 @@ impl EngineRunner {
             let list: Vec<String> = changes
                 .rejected
                 .iter()
-                .map(|r| format!("{} ({:?})", r.path, r.reason))
+                .map(|r| format!("{}: {}", r.path, r.reason))
                 .collect();
             let error = ExecError::fatal(format!(
                 "task {} left entries forge does not merge: {}",
