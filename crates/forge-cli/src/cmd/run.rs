@@ -24,7 +24,7 @@ repository, it refuses. Every task works in its own copy-on-write view of the re
 (--staging); when it succeeds, its changes are merged three-way into the current head \
 (base: the generation its view showed) and committed as a new generation. Tasks that \
 declare `writes` hold write locks on them and may change nothing else (--scope). The \
-repository itself is written once, at the end. The journal, plan and views live in the run \
+journal, plan and views live in the run \
 directory (--run-dir; `forge status` and `forge resume` read it): it must be outside the \
 repository and new or empty, and every argument is checked before anything is written to \
 it; by default it is a new private (0700) directory under $TMPDIR. Overlay views need \
@@ -50,10 +50,18 @@ independent of it still runs to its end, retries included. --fail-fast stops the
 at the first such failure instead (running agents and pending retries are cancelled); \
 --keep-going, the default, is accepted for older scripts.
 
-Your working tree: the run's result is merged into it at the end, three-way with what you \
-changed while the run lasted; a path where both conflict keeps your version, the run's is \
-kept in RUN_DIR/publish-conflicts/PATH and named in the summary (exit status 1). Runs on one \
-repository publish one after the other. An interrupted publish is finished by `forge resume`.
+Where the result goes (--land): by default a branch forge/NAME (--name; default: the plan \
+file's stem and the time) with one commit per merged task, in merge order, with the trailers \
+Forge-Task, Forge-Run, Forge-Attempt and Forge-Executor; it starts at HEAD, plus a first \
+commit holding your uncommitted (not ignored) changes when you had some, since the agents \
+started from your working tree as it was. Your branch, index, stash and working tree are not \
+touched, no hook runs, nothing is pushed; an existing branch is never overwritten. The work \
+of a task that conflicted or was rejected is one commit on forge-failed/NAME/TASK. With \
+--land worktree the result is also merged into your working tree at the end, three-way with \
+what you changed while the run lasted: a path where both conflict keeps your version, the \
+run's is kept in RUN_DIR/publish-conflicts/PATH and named in the summary (exit status 1). \
+Runs on one repository publish one after the other. An interrupted publish is finished by \
+`forge resume`. --land none keeps the result in the run directory only.
 
 Exit status: 0 when every task succeeded, 1 when some failed, conflicted, were skipped or \
 cancelled, 2 on bad input (unreadable, empty or invalid plan, bad template or option, no \
