@@ -61,6 +61,8 @@ pub(crate) enum Op {
     InheritedCwd,
     /// Write under `.git/` (a new file, `config`) and create `sub/.git/HEAD`.
     GitDirWrite,
+    /// Git commands that change repository state: a branch, a tag, a config key.
+    GitCommands,
     /// `rm -rf vendor` (the nested repository `vendor/lib` with its `.git`).
     RmVendor,
     /// Symlinks out of the view (absolute and relative).
@@ -108,11 +110,15 @@ pub(crate) enum Op {
     Sigint,
     /// Case condition: SIGTERM to `forge run`, then `forge resume`.
     Sigterm,
+    /// Case condition: `--staging copy` instead of `auto` (overlay as root).
+    StagingCopy,
+    /// Case condition: `--staging worktree` instead of `auto`.
+    StagingWorktree,
 }
 
 impl Op {
     /// Every operation.
-    pub(crate) const ALL: [Op; 30] = [
+    pub(crate) const ALL: [Op; 33] = [
         Op::Edit,
         Op::Create,
         Op::EditUnderTarget,
@@ -120,6 +126,7 @@ impl Op {
         Op::PublishTempName,
         Op::InheritedCwd,
         Op::GitDirWrite,
+        Op::GitCommands,
         Op::RmVendor,
         Op::SymlinkOut,
         Op::HardlinkOut,
@@ -143,13 +150,20 @@ impl Op {
         Op::SecondRun,
         Op::Sigint,
         Op::Sigterm,
+        Op::StagingCopy,
+        Op::StagingWorktree,
     ];
 
     /// Whether this is a condition of the whole case rather than something an agent does.
     pub(crate) fn is_condition(self) -> bool {
         matches!(
             self,
-            Op::UserEdits | Op::SecondRun | Op::Sigint | Op::Sigterm
+            Op::UserEdits
+                | Op::SecondRun
+                | Op::Sigint
+                | Op::Sigterm
+                | Op::StagingCopy
+                | Op::StagingWorktree
         )
     }
 
@@ -182,6 +196,7 @@ fn enabled(op: Op) -> bool {
         Op::PublishTempName => false, // item 1: publish temp names are addressable
         Op::InheritedCwd => false,    // item 4: the agent's environment points at the repository
         Op::GitDirWrite => true,
+        Op::GitCommands => true,
         Op::RmVendor => false, // item 6: the nested repository's `.git` is deleted
         Op::SymlinkOut => true,
         Op::HardlinkOut => true,
@@ -212,6 +227,13 @@ fn enabled(op: Op) -> bool {
         Op::SecondRun => false, // item 3: two runs on one repository lose an update
         Op::Sigint => true,
         Op::Sigterm => false, // item 16: SIGTERM kills forge at once, leaving mounts and agents
+        // Item 6 (`rm -rf vendor` deletes the nested `.git` here too), and not in issue 13: the
+        // view is a plain directory, so a hard link to a file outside the repository lets the
+        // agent change that file (sandbox, issue 16).
+        Op::StagingCopy => false,
+        // Item 7: an agent's `git branch`/`git config` change the user's `.git`; and the same
+        // hard-link escape as `copy`.
+        Op::StagingWorktree => false,
     }
 }
 

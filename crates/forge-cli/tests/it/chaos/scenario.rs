@@ -60,6 +60,8 @@ pub(crate) struct Case {
     second_run: Option<u16>,
     /// A signal to the first run after this many ms.
     signal: Option<(Sig, u16)>,
+    /// `--staging`.
+    staging: &'static str,
 }
 
 impl Case {
@@ -72,6 +74,11 @@ impl Case {
         if self.second_run.is_some() {
             ops.insert(Op::SecondRun);
         }
+        match self.staging {
+            "copy" => ops.insert(Op::StagingCopy),
+            "worktree" => ops.insert(Op::StagingWorktree),
+            _ => false,
+        };
         match self.signal {
             Some((Sig::Int, _)) => ops.insert(Op::Sigint),
             Some((Sig::Term, _)) => ops.insert(Op::Sigterm),
@@ -105,6 +112,14 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         on(Op::Sigint),
         on(Op::Sigterm),
     );
+    let stagings: Vec<&'static str> = [
+        (true, "auto"),
+        (on(Op::StagingCopy), "copy"),
+        (on(Op::StagingWorktree), "worktree"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
     let task = (
         prop::collection::vec(select(agent_ops), 1..=3),
         any::<u8>(),
@@ -142,9 +157,11 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         prop::option::weighted(0.8, user),
         prop::option::of(0..400u16),
         prop::option::of((any::<bool>(), 100..1500u16)),
+        select(stagings),
     )
         .prop_map(
-            move |(extras, tasks, jobs, keep_going, user, second_run, signal)| Case {
+            move |(extras, tasks, jobs, keep_going, user, second_run, signal, staging)| Case {
+                staging,
                 extras,
                 tasks,
                 jobs,
@@ -272,6 +289,8 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
             &run_dir.display().to_string(),
             "-j",
             &case.jobs.to_string(),
+            "--staging",
+            case.staging,
         ]
         .map(str::to_owned)
         .to_vec();
