@@ -15,6 +15,8 @@
 //! samples (each baseline run takes minutes at 50,000 files); `FORGE_BENCH_ONLY_BASELINE=1`
 //! skips the forge runs.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -18,6 +18,7 @@
 //!
 //! Method and figures: benches/README.md, section "events".
 
+#![forbid(unsafe_code)]
 #![allow(
     missing_docs,
     reason = "criterion_main! generates an undocumented main"

@@ -17,6 +17,7 @@
 //!
 //! Method and figures: benches/README.md, section "locks".
 
+#![forbid(unsafe_code)]
 #![allow(
     missing_docs,
     reason = "criterion_main! generates an undocumented main"

@@ -5,6 +5,8 @@
 //! Inputs: code-like text of about 1 KB, 100 KB and 10 MB; ours and theirs each edit lines
 //! scattered through the file, far enough apart that the merge is clean. Throughput is counted
 //! in bytes of the base file.
+
+#![forbid(unsafe_code)]
 #![allow(
     missing_docs,
     reason = "criterion_group! and criterion_main! generate undocumented functions"

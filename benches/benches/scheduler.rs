@@ -7,6 +7,8 @@
 //! Every implementation is driven from a spawned task on a 2-worker runtime and gets a graph
 //! built outside the timed routine (criterion's `iter_batched`), so the timings compare running
 //! a graph, not building it. `FORGE_BENCH_MEMORY=1` prints the memory figures and exits.
+
+#![deny(unsafe_code)]
 #![allow(
     missing_docs,
     reason = "criterion_group! generates undocumented functions"
@@ -31,6 +33,10 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+#[allow(
+    unsafe_code,
+    reason = "a global allocator that counts bytes is unsafe to implement"
+)]
 // SAFETY: defers every allocation to `System` unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

@@ -3,11 +3,19 @@
 //! count):
 //!
 //! - overlay view create + drop vs `git worktree add` (target: <= 15 ms, >= 100x faster);
+//! - the worktree backend's view creation vs `git worktree add`;
 //! - overlay change collection after 10 edits (target: <= 5 ms);
 //! - copy-backend collection (stat walk) vs `git status --porcelain` in the same copy;
 //! - copy-backend view creation vs `cp -a`, and creation right after dropping a copy.
 //!
-//! The slow peers run ten samples of one iteration each; expect a few minutes in all.
+//! - `base_snapshot`: what a fresh run pays at `Staging::open` to snapshot the working tree
+//!   publishing merges against (index copy, `git add -A`, `git write-tree`), and what
+//!   `changed_since_start` costs, vs `git status --porcelain`, after 10 edits by the user.
+//!
+//! The slow peers run ten samples of one iteration each; expect a few minutes in all
+//! (`cargo bench --bench staging -- base_snapshot` runs only the snapshot group's samples).
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -164,6 +172,32 @@ fn staging_benches(c: &mut Criterion) {
     });
     git(&repo, &["worktree", "prune"]);
 
+    // forge's worktree backend, its peer: a repository of its own per view (`git init`,
+    // alternates to the repository's objects, refs copied, `git read-tree -u HEAD`), plus
+    // the repository's `git status` for its working changes.
+    let worktree = Staging::open(
+        &repo,
+        &tmp.path().join("run-worktree"),
+        StagingOptions::with_backend(Some(Backend::Worktree)),
+    )
+    .expect("worktree staging");
+    let mut kept_worktrees = Vec::new();
+    group.bench_function("worktree view create", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let t = Instant::now();
+                let view = worktree
+                    .create_view(0, &format!("w{n}"))
+                    .expect("worktree view");
+                total += t.elapsed();
+                kept_worktrees.push(view);
+            }
+            total
+        });
+    });
+
     let cp_dir = tmp.path().join("cp");
     fs::create_dir(&cp_dir).expect("mkdir");
     group.bench_function("cp -a", |b| {
@@ -257,15 +291,68 @@ fn staging_benches(c: &mut Criterion) {
     group.finish();
     let t = Instant::now();
     drop(kept);
+    drop(kept_worktrees);
     eprintln!(
         "dropping the copy views took {:.1?} on the caller's thread",
         t.elapsed()
     );
     copy.wait_for_teardown();
+    worktree.wait_for_teardown();
+}
+
+/// The base snapshot of a fresh run (issue 13 item 2) against `git status --porcelain`.
+fn base_snapshot_benches(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    fs::create_dir(&repo).expect("mkdir");
+    generate(&repo, n_files());
+    // The user's working tree is a little dirty, as it usually is.
+    edit(&repo, &some_files(&repo));
+    let status = || {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["status", "--porcelain"])
+            .output()
+            .expect("git");
+        assert!(out.status.success());
+    };
+    // Let git refresh the index once, as the user's own tools would have.
+    status();
+    let mut group = c.benchmark_group("base_snapshot");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(3));
+    let opts = StagingOptions::with_backend(Some(Backend::Copy));
+    let mut n = 0u64;
+    group.bench_function("Staging::open of a fresh run (snapshot)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let run_dir = tmp.path().join(format!("run{n}"));
+                let t = Instant::now();
+                let staging = Staging::open(&repo, &run_dir, opts.clone()).expect("open");
+                total += t.elapsed();
+                drop(staging);
+                fs::remove_dir_all(&run_dir).expect("remove run dir");
+            }
+            total
+        });
+    });
+    let staging = Staging::open(&repo, &tmp.path().join("run"), opts.clone()).expect("open");
+    group.bench_function("changed_since_start", |b| {
+        b.iter(|| assert!(staging.changed_since_start().expect("changed").is_empty()));
+    });
+    group.bench_function("git status --porcelain", |b| b.iter(status));
+    group.finish();
 }
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
+    base_snapshot_benches(&mut criterion);
     staging_benches(&mut criterion);
     criterion.final_summary();
 }

@@ -1,6 +1,8 @@
 //! Fixtures shared by forge's criterion benches: deterministic inputs that every bench file
 //! and its peer measure in the same run.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

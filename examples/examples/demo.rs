@@ -1,6 +1,8 @@
 //! The forge demo: a sample repository and a plan of scripted agents, run with live
 //! progress. `cargo run --release -p forge-examples --example demo`
 
+#![forbid(unsafe_code)]
+
 use forge_examples::{DemoOptions, run_demo};
 
 #[tokio::main]

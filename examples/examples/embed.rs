@@ -1,6 +1,8 @@
 //! forge as a library: three in-process agents on a sample repository, the last one running
 //! `git status` inside its view. `cargo run -p forge-examples --example embed`
 
+#![forbid(unsafe_code)]
+
 use forge_examples::run_embedded;
 
 #[tokio::main]

@@ -13,6 +13,8 @@
 //! [`run_embedded`] (`cargo run -p forge-examples --example embed`) shows forge used as a
 //! library with in-process agents that edit their views directly and start tools in them.
 
+#![forbid(unsafe_code)]
+
 mod embed;
 
 pub use embed::{EmbedReport, run_embedded};
@@ -57,6 +59,8 @@ pub struct DemoReport {
     pub events: Vec<(Duration, Event)>,
     /// The sample repository (deleted when the report is dropped).
     pub repo: PathBuf,
+    /// The run branch `forge/demo`: one commit per agent that changed something.
+    pub branch: forge_core::land::Branch,
     _dir: tempfile::TempDir,
 }
 
@@ -194,7 +198,8 @@ pub async fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             .with_jitter(0.2),
         )
         .bus(bus);
-    let engine_options = EngineOptions::new(&repo, dir.path().join("run")).run(run_options);
+    let run_dir = dir.path().join("run");
+    let engine_options = EngineOptions::new(&repo, &run_dir).run(run_options);
 
     let started = Instant::now();
     let mut events = Vec::new();
@@ -218,10 +223,18 @@ pub async fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     printed?;
     let outcome = outcome?;
     write!(out, "{}", summary(&outcome, &repo))?;
+    // The run as git history: one commit per merged agent on `forge/demo`.
+    let branch = forge_core::land::write_branch(
+        &run_dir,
+        &forge_core::land::BranchOptions::new(&repo, "demo")
+            .author("forge demo <demo@forge.invalid>"),
+    )?;
+    write!(out, "{}", show_branch(&repo, &branch))?;
     Ok(DemoReport {
         outcome,
         events,
         repo,
+        branch,
         _dir: dir,
     })
 }
@@ -356,6 +369,31 @@ fn progress_line(at: Duration, event: &Event) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// `git log --oneline` of the run branch and the stat of its last commit.
+fn show_branch(repo: &Path, branch: &forge_core::land::Branch) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let mut text = format!(
+        "\nthe run as git history, one commit per agent (git log --oneline HEAD..forge/demo):\n"
+    );
+    for line in git(&["log", "--oneline", "HEAD..forge/demo"]).lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    if let Some(last) = branch.commits.last() {
+        let _ = writeln!(text, "\nthe last one (git show --stat forge/demo):");
+        for line in git(&["show", "--stat", "--format=%s%n%n%(trailers)", &last.commit]).lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    text
 }
 
 fn summary(outcome: &EngineOutcome, repo: &Path) -> String {

@@ -312,6 +312,18 @@ pub(crate) fn summarize(outcome: &EngineOutcome, run_dir: &std::path::Path, mode
         for path in &report.paths {
             text.push_str(&format!("  {}: {}\n", path.path, path.what));
         }
+        if let Some(kept) = &report.kept {
+            text.push_str(&format!("  its changes are kept in {}\n", kept.display()));
+        }
+    }
+    for conflict in &outcome.publish_conflicts {
+        let kept = conflict.kept.as_ref().map_or_else(String::new, |p| {
+            format!("; the run's version is in {}", p.display())
+        });
+        text.push_str(&format!(
+            "not published: {} ({}; your version was kept{kept})\n",
+            conflict.path, conflict.kind
+        ));
     }
     text.push_str(&metrics_digest(&outcome.metrics));
     let (backend, why) = &outcome.backend;

@@ -1,11 +1,14 @@
 //! The `forge` command: a thin layer over forge-core. No engine logic lives here.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmd;
 mod display;
+mod land;
 mod session;
 
 /// Run many coding agents in parallel on one repository, safely.
@@ -21,7 +24,7 @@ enum Command {
     /// Validate a plan and print its phases.
     Plan(cmd::plan::Args),
     /// Run a plan in the current directory's repository.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Show what the journal in a run directory says.
     Status(cmd::status::Args),
     /// Finish a run that was interrupted.
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => cmd::plan::run(args),
-        Command::Run(args) => cmd::run::run(args),
+        Command::Run(args) => cmd::run::run(*args),
         Command::Status(args) => cmd::status::run(args),
         Command::Resume(args) => cmd::resume::run(args),
         Command::MergeFile(_) => unreachable!("merge-file is dispatched before clap parses"),

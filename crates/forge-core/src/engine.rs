@@ -15,6 +15,7 @@
 
 mod commit;
 mod journal;
+mod kept;
 mod locks;
 mod runner;
 
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use forge_events::FsyncPolicy;
-use forge_staging::{Backend, Staging, StagingOptions};
+use forge_staging::{Backend, Entry, PublishConflict, PublishMerge, Staging, StagingOptions};
 
 pub use self::commit::{ConflictReport, PathConflict};
 use self::journal::JournalWriter;
@@ -226,6 +227,27 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// The run's journal cannot be read or written.
+    #[error(transparent)]
+    Journal(#[from] forge_events::JournalError),
+}
+
+impl EngineError {
+    /// Whether the error comes from a full disk (or an exhausted quota): the run directory
+    /// keeps what was merged, so freeing space and resuming finishes the run.
+    pub fn is_disk_full(&self) -> bool {
+        let mut error: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = error {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && (io.kind() == std::io::ErrorKind::StorageFull
+                    || io.kind() == std::io::ErrorKind::QuotaExceeded)
+            {
+                return true;
+            }
+            error = e.source();
+        }
+        false
+    }
 }
 
 /// What an engine run did.
@@ -245,6 +267,10 @@ pub struct EngineOutcome {
     pub conflicts: Vec<(String, ConflictReport)>,
     /// Whether the head was written into the repository.
     pub published: bool,
+    /// Paths publishing left as the user has them: the user changed them during the run
+    /// and the run's change could not be merged with that (each also a `publish_conflict`
+    /// event). The run's version of each is kept in the run directory.
+    pub publish_conflicts: Vec<PublishConflict>,
     /// Queue wait, lock wait, run and merge times, counters and critical path of the whole
     /// run (before a resume too), derived from the journal exactly as [`status`] derives
     /// them; empty if the journal could not be read back.
@@ -252,9 +278,10 @@ pub struct EngineOutcome {
 }
 
 impl EngineOutcome {
-    /// Whether every task that ran succeeded.
+    /// Whether every task that ran succeeded and everything the run changed reached the
+    /// working tree (no publish conflict).
     pub fn is_success(&self) -> bool {
-        self.run.is_success()
+        self.run.is_success() && self.publish_conflicts.is_empty()
     }
 }
 
@@ -288,7 +315,9 @@ pub async fn run_engine(
     options: EngineOptions,
 ) -> Result<EngineOutcome, EngineError> {
     let run_dir = RunDir::create(&options.run_dir, &plan.to_plan())?;
-    let journal = JournalWriter::create(&run_dir, options.fsync, options.journal_hook.clone())?;
+    let lock = run_dir.lock()?;
+    let journal =
+        JournalWriter::create(&run_dir, lock, options.fsync, options.journal_hook.clone())?;
     execute(plan, executors, options, run_dir, journal, Vec::new()).await
 }
 
@@ -307,13 +336,16 @@ pub async fn resume(
     options: EngineOptions,
 ) -> Result<EngineOutcome, EngineError> {
     let run_dir = RunDir::open(&options.run_dir)?;
+    // Before anything is cleaned up: a run still going on keeps its views.
+    let lock = run_dir.lock()?;
     let plan_path = run_dir.plan_path();
     let plan = run_dir.load_plan()?;
     let mut state = RunState::load(&run_dir)?;
     let _cleaned = forge_staging::cleanup(run_dir.path())?;
     let staging = Staging::open(&options.repo, run_dir.path(), options.staging.clone())?;
-    let journal = JournalWriter::open(&run_dir, options.fsync, options.journal_hook.clone())?;
+    let journal = JournalWriter::open(&run_dir, lock, options.fsync, options.journal_hook.clone())?;
     state.settle_in_flight_commit(staging.head(), &journal)?;
+    state.settle_committed_layers(&staging.layer_labels(), &plan, &journal)?;
     drop(staging);
 
     let kept: Vec<String> = plan
@@ -371,6 +403,7 @@ async fn execute(
     };
     let backend = (staging.backend(), staging.backend_reason().to_owned());
     let journal = Arc::new(journal);
+    let _release = ReleaseOnDrop(journal.clone());
     let bus = options.run.bus.clone().unwrap_or_default();
     let drain = journal.clone().drain(&bus);
 
@@ -392,14 +425,38 @@ async fn execute(
 
     let generation = staging.head();
     let mut published = false;
+    let mut publish_conflicts = Vec::new();
     if options.publish {
         let staging = staging.clone();
-        let _report = tokio::task::spawn_blocking(move || {
+        let (changed, report) = tokio::task::spawn_blocking(move || {
             staging.wait_for_teardown();
-            staging.publish()
+            let changed = staging.changed_since_start();
+            (changed, staging.publish_with(&merge_for_publish))
         })
         .await
-        .map_err(|e| run_dir.error(format!("publishing panicked: {e}")))??;
+        .map_err(|e| run_dir.error(format!("publishing panicked: {e}")))?;
+        // Reported, not fatal: the publish below merges with these edits either way.
+        if let Ok(paths) = changed
+            && !paths.is_empty()
+        {
+            let event = Event::WorkingTreeChanged { task: None, paths };
+            journal.append(&event)?;
+            bus.publish(event);
+        }
+        let report = report?;
+        for conflict in &report.conflicts {
+            let event = Event::PublishConflict {
+                path: conflict.path.clone(),
+                reason: conflict.kind.to_string(),
+                kept: conflict
+                    .kept
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            };
+            journal.append(&event)?;
+            bus.publish(event);
+        }
+        publish_conflicts = report.conflicts;
         published = true;
     }
     journal.append_commit_point(&Event::RunPublished {
@@ -415,8 +472,45 @@ async fn execute(
         backend,
         conflicts: runner.take_conflicts(),
         published,
+        publish_conflicts,
         metrics,
     })
+}
+
+/// Publishing's merge of a path the user changed during the run (ours) and the run
+/// changed too (theirs): forge-merge's per-path three-way merge; a conflict leaves the
+/// user's version.
+fn merge_for_publish(
+    path: &str,
+    base: Option<&Entry>,
+    ours: Option<&Entry>,
+    theirs: Option<&Entry>,
+) -> PublishMerge {
+    let [base, ours, theirs] = [base, ours, theirs].map(|e| e.cloned().map(commit::to_merge));
+    let merged = forge_merge::merge_entry(
+        path,
+        base.as_ref(),
+        ours.as_ref(),
+        theirs.as_ref(),
+        &forge_merge::MergeOptions::default(),
+    );
+    if merged.is_conflict() {
+        return PublishMerge::Conflict;
+    }
+    PublishMerge::Merged(
+        merged
+            .result(ours.as_ref(), theirs.as_ref())
+            .map(commit::from_merge),
+    )
+}
+
+/// Releases the run directory's lock when the run ends, however it ends.
+struct ReleaseOnDrop(Arc<JournalWriter>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl RunDir {
@@ -437,5 +531,7 @@ pub fn status(run_dir: &Path) -> Result<RunState, EngineError> {
     RunState::load(&RunDir::open(run_dir)?)
 }
 
+#[cfg(test)]
+mod publish_tests;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,8 @@ pub enum LogStream {
 /// | `task_merged` | `{"kind":"task_merged","task":"api","generation":5,"paths":4}` |
 /// | `stale_reads` | `{"kind":"stale_reads","task":"docs","paths":["src/models/user.rs"],"rerun":false}` |
 /// | `run_published` | `{"kind":"run_published","generation":9,"published":true}` |
+/// | `working_tree_changed` | `{"kind":"working_tree_changed","paths":["spec.md"]}` |
+/// | `publish_conflict` | `{"kind":"publish_conflict","path":"b.txt","reason":"changed by the user and the run; the merge conflicts","kept":"/tmp/run/publish-conflicts/b.txt"}` |
 /// | `events_lost` | `{"kind":"events_lost","missed":12}` |
 ///
 /// The scheduler emits the `run_*`, `task_*` and `executor_paused` kinds; the engine emits the
@@ -281,6 +283,27 @@ pub enum Event {
         /// Whether the repository now holds it.
         published: bool,
     },
+    /// Files of the working tree changed since the run started (the user edited them
+    /// while agents worked): views made before the edit did not see it, and publishing
+    /// merges with it. `task` names the task whose collection noticed, when one did.
+    WorkingTreeChanged {
+        /// The task, if the check ran for one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
+        /// The changed paths.
+        paths: Vec<String>,
+    },
+    /// Publishing left a path as the user has it: the user changed it during the run and
+    /// the run's change could not be merged (the run then does not count as successful).
+    PublishConflict {
+        /// The repository path.
+        path: String,
+        /// Why it could not be merged.
+        reason: String,
+        /// Where the run's version was kept, if it has one (it may have deleted the path).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<String>,
+    },
     /// The journal writer fell behind the event bus and missed this many events.
     EventsLost {
         /// How many.
@@ -314,10 +337,12 @@ impl Event {
             | Event::TaskMerged { task, .. }
             | Event::StaleReads { task, .. } => Some(task),
             Event::Deadlock { victim, .. } => Some(victim),
+            Event::WorkingTreeChanged { task, .. } => task.as_deref(),
             Event::RunStarted { .. }
             | Event::RunFinished { .. }
             | Event::RunResumed { .. }
             | Event::RunPublished { .. }
+            | Event::PublishConflict { .. }
             | Event::EventsLost { .. } => None,
         }
     }
@@ -342,7 +367,7 @@ mod tests {
             .filter_map(|row| row.split(" | ").nth(1))
             .map(|cell| cell.trim_end_matches(" |").trim_matches('`').trim())
             .collect();
-        assert_eq!(examples.len(), 27, "one example per variant");
+        assert_eq!(examples.len(), 29, "one example per variant");
         for json in examples {
             let event: Event = serde_json::from_str(json).expect(json);
             assert_eq!(event.to_json(), json);

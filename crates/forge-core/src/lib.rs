@@ -53,9 +53,12 @@
 //!
 //! None: everything is always built. Unix only (process groups and signals).
 
+#![forbid(unsafe_code)]
+
 mod engine;
 mod event;
 mod executor;
+pub mod land;
 mod metrics;
 mod phases;
 mod plan;
@@ -82,7 +85,7 @@ pub use crate::metrics::{METRIC_COUNTERS, MetricsRecorder, RESOLVE_TIME, RunMetr
 pub use crate::phases::{PhaseFormat, Phases};
 pub use crate::plan::{DEFAULT_EXECUTOR, LoadError, Plan, PlanFormat, Task};
 pub use crate::scheduler::{
-    AttemptCtx, AttemptRunner, Backoff, Counts, DirectRunner, EventBus, RunError, RunOptions,
-    RunOutcome, SkipReason, TaskOutcome, run_plan,
+    AttemptCtx, AttemptRunner, Backoff, Counts, DirectRunner, EventBus, MAX_RATE_LIMIT_PAUSE,
+    RunError, RunOptions, RunOutcome, SkipReason, TaskOutcome, run_plan,
 };
 pub use crate::validate::{PlanError, Problem, ValidatedPlan};

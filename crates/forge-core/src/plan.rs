@@ -33,7 +33,7 @@ pub const DEFAULT_EXECUTOR: &str = "default";
 /// assert_eq!(task.deps, ["models"]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TaskIn")]
 #[non_exhaustive]
 pub struct Task {
     /// Unique, non-empty name of the task.
@@ -56,8 +56,7 @@ pub struct Task {
     pub priority: i32,
     /// Limit on one attempt's wall time (`"10m"`, `"30s"`, `"500ms"`).
     #[serde(
-        default,
-        with = "duration::option",
+        serialize_with = "duration::serialize_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
@@ -72,14 +71,73 @@ pub struct Task {
     pub resources: BTreeMap<String, u32>,
     /// Expected duration; orders the ready queue by the longest remaining path.
     #[serde(
-        default,
-        with = "duration::option",
+        serialize_with = "duration::serialize_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub duration_hint: Option<Duration>,
-    /// Free-form cost estimate (tokens, dollars); reported, not used for scheduling.
+    /// Free-form cost estimate (tokens, dollars). forge never reads it: it is kept with the
+    /// task (and in the run directory's `plan.json`) for tools around forge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+}
+
+/// A task as read from a plan file: durations still raw, so that a bad one is reported with
+/// the task and the field it is in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskIn {
+    id: String,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    deps: Vec<String>,
+    #[serde(default)]
+    reads: Vec<String>,
+    #[serde(default)]
+    writes: Vec<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    timeout: Option<duration::Raw>,
+    #[serde(default)]
+    retries: u32,
+    #[serde(default = "default_executor")]
+    executor: String,
+    #[serde(default)]
+    resources: BTreeMap<String, u32>,
+    #[serde(default)]
+    duration_hint: Option<duration::Raw>,
+    #[serde(default)]
+    cost: Option<f64>,
+}
+
+impl TryFrom<TaskIn> for Task {
+    type Error = String;
+
+    fn try_from(task: TaskIn) -> Result<Self, String> {
+        let check = |field: &str, raw: &Option<duration::Raw>| {
+            raw.as_ref()
+                .map(duration::Raw::to_duration)
+                .transpose()
+                .map_err(|e| format!("task `{}`: {field}: {e}", task.id))
+        };
+        let timeout = check("timeout", &task.timeout)?;
+        let duration_hint = check("duration_hint", &task.duration_hint)?;
+        Ok(Self {
+            id: task.id,
+            prompt: task.prompt,
+            deps: task.deps,
+            reads: task.reads,
+            writes: task.writes,
+            priority: task.priority,
+            timeout,
+            retries: task.retries,
+            executor: task.executor,
+            resources: task.resources,
+            duration_hint,
+            cost: task.cost,
+        })
+    }
 }
 
 fn is_zero(value: &i32) -> bool {

@@ -26,6 +26,11 @@ use crate::executor::{ExecError, ExecOutput, Executor, Executors, Job, ProgressS
 use crate::plan::Task;
 use crate::validate::ValidatedPlan;
 
+/// The longest one rate-limit pause may last, whatever the executor asked for (24 h): a
+/// `forge:retry-after` value or an [`ExecError::rate_limited`] delay beyond it is cut to it.
+/// A pause is also never longer than the task's own timeout.
+pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Where the scheduler publishes its [`Event`]s.
 pub type EventBus = forge_events::Bus<Event>;
 
@@ -134,7 +139,14 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Named resource pools and their capacity (`gpu = 1`, `ports = 4`).
     pub pools: BTreeMap<String, u32>,
-    /// On a failure, keep running what does not depend on it (default: stop at once).
+    /// What a task that fails for good (retries used up, fatal error, timeout, conflict)
+    /// does to the rest of the run. Either way its dependents are skipped, each with a
+    /// [`SkipReason`](crate::SkipReason) naming the failed dependency.
+    ///
+    /// - `false` (fail-fast, the library's default): the run stops at once; running
+    ///   attempts are cancelled and pending retries and waiting tasks end as cancelled.
+    /// - `true` (keep-going, what `forge run` does unless `--fail-fast`): everything that
+    ///   does not depend on the failed task runs to its end, retries included.
     pub keep_going: bool,
     /// Delays between retries.
     pub backoff: Backoff,
@@ -143,6 +155,10 @@ pub struct RunOptions {
     /// Cancel this to stop the run: running attempts are cancelled, nothing new starts, and
     /// `run` returns once every attempt has ended.
     pub cancel: CancellationToken,
+    /// Cancel this to stop the run at once: like [`cancel`](Self::cancel), but running
+    /// attempts are dropped without waiting for them to stop (a process executor SIGKILLs
+    /// its group, an engine attempt tears its view down). For a second Ctrl-C.
+    pub abort: CancellationToken,
     /// Where events go (none by default).
     pub bus: Option<EventBus>,
     /// Runs each attempt (default: [`DirectRunner`]).
@@ -155,6 +171,10 @@ pub struct RunOptions {
     pub stop_grace: Duration,
     /// Rate-limit pauses one task may take before it fails (default 20).
     pub max_rate_limit_waits: u32,
+    /// Total time one task may spend paused by rate limits before it fails (default 24 h):
+    /// a pause that would take it past this fails the task at once, and the failure says
+    /// how many pauses it took and how long they lasted.
+    pub max_rate_limit_total: Duration,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -167,6 +187,8 @@ impl std::fmt::Debug for RunOptions {
             .field("workdir", &self.workdir)
             .field("events", &self.bus.is_some())
             .field("custom_runner", &self.runner.is_some())
+            .field("max_rate_limit_waits", &self.max_rate_limit_waits)
+            .field("max_rate_limit_total", &self.max_rate_limit_total)
             .finish_non_exhaustive()
     }
 }
@@ -180,11 +202,13 @@ impl Default for RunOptions {
             backoff: Backoff::default(),
             workdir: PathBuf::from("."),
             cancel: CancellationToken::new(),
+            abort: CancellationToken::new(),
             bus: None,
             runner: None,
             seed: None,
             stop_grace: Duration::from_secs(10),
             max_rate_limit_waits: 20,
+            max_rate_limit_total: MAX_RATE_LIMIT_PAUSE,
         }
     }
 }
@@ -202,7 +226,7 @@ impl RunOptions {
         self
     }
 
-    /// Sets keep-going (`true`) or fail-fast (`false`).
+    /// Sets keep-going (`true`) or fail-fast (`false`), as the `keep_going` field says.
     pub fn keep_going(mut self, keep_going: bool) -> Self {
         self.keep_going = keep_going;
         self
@@ -247,6 +271,14 @@ impl RunOptions {
     /// Sets the grace period for stopping attempts.
     pub fn stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
+        self
+    }
+
+    /// Bounds the rate-limit pauses of one task: at most `waits` pauses lasting at most
+    /// `total` together.
+    pub fn rate_limit_budget(mut self, waits: u32, total: Duration) -> Self {
+        self.max_rate_limit_waits = waits;
+        self.max_rate_limit_total = total;
         self
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::IgnoredAny;
 
 use crate::record::{JournalError, RecordRef, SCHEMA_VERSION};
-use crate::recover::{parse_record, scan};
+use crate::recover::{parse_record, scan, seal};
 
 /// When a [`Journal`] forces its records to stable storage with `fdatasync`.
 ///
@@ -208,6 +208,7 @@ impl<E: Serialize + ?Sized> Journal<E> {
             path: self.path.clone(),
             source,
         })?;
+        seal(line);
         // serde_json escapes newlines inside strings, so the record is exactly one line.
         line.push(b'\n');
         if let Err(err) = file.write_all(line) {

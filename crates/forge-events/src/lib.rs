@@ -3,7 +3,8 @@
 //!
 //! Everything forge does must be visible as it happens (a terminal view, a dashboard, a log
 //! shipper) and durable (a crashed run is resumed and audited from its journal). This crate is
-//! the machinery for both, generic over the event type `E`; it knows nothing of tasks.
+//! the machinery for both, generic over the event type `E`. Of tasks it knows only what the
+//! critical path needs: a [`TaskSpan`] is an id, dependency ids and two times.
 //!
 //! - [`Bus`]: many publishers, many subscribers. Each [`Subscription`] is a
 //!   [`Stream`](futures::Stream) of [`Delivery`] items, optionally filtered. A publisher never
@@ -11,7 +12,7 @@
 //!   it missed.
 //! - [`Journal`]: an append-only JSONL file with an [`FsyncPolicy`], and [`read_journal`],
 //!   which recovers every complete [`Record`] after a crash and reports a torn last line and
-//!   corrupt lines.
+//!   corrupt lines, damaged records included (every record carries a checksum).
 //! - [`Metrics`]: counters and duration histograms per [`MetricKind`] and executor, the
 //!   [`critical_path`] of the run, and a [`Summary`] as text or JSON.
 //! - [`Live`]: a state that every published event updates ([`Apply`]); a late subscriber gets
@@ -73,8 +74,8 @@
 //! A journal is a UTF-8 file of JSON lines, one [`Record`] per line, each ended by `\n`:
 //!
 //! ```json
-//! {"v":1,"seq":1,"ts_ms":1763700000123,"event":{"kind":"started","task":"api"}}
-//! {"v":1,"seq":2,"ts_ms":1763700004711,"event":{"kind":"finished","task":"api"}}
+//! {"v":1,"seq":1,"ts_ms":1763700000123,"event":{"kind":"started","task":"api"},"crc":4086009539}
+//! {"v":1,"seq":2,"ts_ms":1763700004711,"event":{"kind":"finished","task":"api"},"crc":1712051360}
 //! ```
 //!
 //! | field | type | meaning |
@@ -83,6 +84,7 @@
 //! | `seq` | integer | sequence number: 1 for the first record, then +1 per record, continued by [`Journal::open_append`] |
 //! | `ts_ms` | integer | when the record was appended, in milliseconds since the Unix epoch |
 //! | `event` | any JSON | the event, in its own serde form |
+//! | `crc` | integer | last field: CRC-32 (IEEE) of the line as it reads without `,"crc":N`; a record whose checksum does not match is a corrupt line, never read (records without it, from older writers, are read unless the journal holds checksummed ones) |
 //!
 //! Readers must ignore fields they do not know: later versions of this crate may add some
 //! without changing `v`. Every append is a single `write` of a whole line; a crash can leave
@@ -101,6 +103,8 @@
 //! None. The crate needs tokio's `sync` feature, and `rt` for `tokio::task::coop::unconstrained`
 //! (which [`Subscription::try_recv`] uses; no tokio runtime is started), and works with any
 //! async runtime (or none: [`Subscription::try_recv`] never blocks).
+
+#![forbid(unsafe_code)]
 
 mod bus;
 mod critical_path;

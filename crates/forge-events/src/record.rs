@@ -13,14 +13,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// On disk it is one JSON object followed by `\n`, with the fields in this order:
 ///
 /// ```json
-/// {"v":1,"seq":7,"ts_ms":1763700000123,"event":{"kind":"merged","task":"api"}}
+/// {"v":1,"seq":7,"ts_ms":1763700000123,"event":{"kind":"merged","task":"api"},"crc":35387679}
 /// ```
 ///
 /// - `v`: the record schema version, [`SCHEMA_VERSION`];
 /// - `seq`: the sequence number, 1 for the first record of a journal, then +1 per record,
 ///   continued across [`Journal::open_append`](crate::Journal::open_append);
 /// - `ts_ms`: when the record was appended, in milliseconds since the Unix epoch;
-/// - `event`: the event's own serde JSON form.
+/// - `event`: the event's own serde JSON form;
+/// - `crc`: the CRC-32 of the line as it reads without this last field (see
+///   [`read_journal`](crate::read_journal)); checked when reading, not kept in the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record<E> {
     /// The record schema version.

@@ -1,4 +1,17 @@
-//! Reading a journal back after a crash: every complete record, the torn tail, corrupt lines.
+//! Reading a journal back after a crash: every complete record, the torn tail, corrupt lines,
+//! and the checksum that tells a damaged record from a good one.
+//!
+//! Every record is written with a last field `"crc"`: the CRC-32 (IEEE, as computed by
+//! `crc32fast`, the checksum of zip and gzip) of the line as it would read without that
+//! field. A record whose checksum does not match is reported as corrupt, never read. The
+//! event's JSON form is unchanged, so readers that ignore unknown fields keep working.
+//! Records without the field (journals written before it existed) are read as they are,
+//! unless the journal holds checksummed records: then a record without one is corrupt too.
+//!
+//! Why CRC-32 and not a std hash: `std::hash` makes no promise that its output stays the
+//! same across Rust releases, and a journal must be readable by a later build of forge.
+//! CRC-32 is fixed, detects every burst error up to 32 bits, and `crc32fast` computes it
+//! at several GB/s, so sealing a line costs nothing next to writing it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -55,11 +68,60 @@ pub fn read_journal<E: DeserializeOwned>(path: &Path) -> Result<Recovered<E>, Jo
     scan(BufReader::new(file), path, parse_record::<E>)
 }
 
-/// Parses one line (without its newline) as a record of the current schema version.
-pub(crate) fn parse_record<E: DeserializeOwned>(line: &[u8]) -> Result<Record<E>, String> {
+/// The field that ends every checksummed record.
+const CRC_FIELD: &[u8] = b",\"crc\":";
+
+/// Appends the `"crc"` field to a serialized record (one JSON object, no newline).
+pub(crate) fn seal(line: &mut Vec<u8>) {
+    use std::io::Write as _;
+    debug_assert_eq!(line.last(), Some(&b'}'), "a record is a JSON object");
+    let crc = crc32fast::hash(line);
+    line.pop();
+    line.extend_from_slice(CRC_FIELD);
+    write!(line, "{crc}}}").expect("writing to a Vec cannot fail");
+}
+
+/// Checks a line's `"crc"` field: `Ok(true)` when it matches, `Ok(false)` when the line has
+/// none, an error when it does not match.
+fn check_seal(line: &[u8]) -> Result<bool, String> {
+    let Some(body) = line.strip_suffix(b"}") else {
+        return Ok(false);
+    };
+    let Some(at) = body.windows(CRC_FIELD.len()).rposition(|w| w == CRC_FIELD) else {
+        return Ok(false);
+    };
+    let digits = &body[at + CRC_FIELD.len()..];
+    // Only digits up to the closing brace: anything else is a field of the event (a JSON
+    // string cannot hold an unescaped quote, so the field cannot sit inside one).
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return Ok(false);
+    }
+    let stored: u64 = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| "unreadable checksum".to_owned())?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&line[..at]);
+    hasher.update(b"}");
+    let actual = hasher.finalize();
+    if stored != u64::from(actual) {
+        return Err(format!(
+            "checksum mismatch (stored {stored}, computed {actual}): the record is damaged"
+        ));
+    }
+    Ok(true)
+}
+
+/// One parsed line: the record and whether it carried a checksum (which matched).
+pub(crate) type Parsed<E> = (Record<E>, bool);
+
+/// Parses one line (without its newline) as a record of the current schema version, after
+/// checking its checksum if it has one.
+pub(crate) fn parse_record<E: DeserializeOwned>(line: &[u8]) -> Result<Parsed<E>, String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err("empty line".to_owned());
     }
+    let sealed = check_seal(line)?;
     let record: Record<E> = serde_json::from_slice(line).map_err(|err| err.to_string())?;
     if record.v != SCHEMA_VERSION {
         return Err(format!(
@@ -67,14 +129,14 @@ pub(crate) fn parse_record<E: DeserializeOwned>(line: &[u8]) -> Result<Record<E>
             record.v
         ));
     }
-    Ok(record)
+    Ok((record, sealed))
 }
 
 /// Splits `reader` into lines and classifies each with `parse`.
 pub(crate) fn scan<E, R: BufRead>(
     mut reader: R,
     path: &Path,
-    parse: impl Fn(&[u8]) -> Result<Record<E>, String>,
+    parse: impl Fn(&[u8]) -> Result<Parsed<E>, String>,
 ) -> Result<Recovered<E>, JournalError> {
     let mut recovered = Recovered {
         records: Vec::new(),
@@ -86,6 +148,9 @@ pub(crate) fn scan<E, R: BufRead>(
     let mut line_no = 0usize;
     // The last line seen that failed to parse, held back until we know whether it is the last.
     let mut pending_bad: Option<(CorruptLine, TornTail)> = None;
+    // Records read without a checksum: line number and index in `records`.
+    let mut unsealed: Vec<(usize, usize)> = Vec::new();
+    let mut any_sealed = false;
     loop {
         line.clear();
         let n_read = reader
@@ -109,7 +174,14 @@ pub(crate) fn scan<E, R: BufRead>(
             break;
         };
         match parse(content) {
-            Ok(record) => recovered.records.push(record),
+            Ok((record, sealed)) => {
+                if sealed {
+                    any_sealed = true;
+                } else {
+                    unsealed.push((line_no, recovered.records.len()));
+                }
+                recovered.records.push(record);
+            }
             Err(error) => {
                 pending_bad = Some((
                     CorruptLine {
@@ -123,6 +195,18 @@ pub(crate) fn scan<E, R: BufRead>(
     }
     if let Some((_, torn)) = pending_bad {
         recovered.torn_tail = Some(torn);
+    }
+    if any_sealed && !unsealed.is_empty() {
+        // A journal this writer wrote seals every record: one without a seal was damaged
+        // (its checksum field lost), whatever the rest of it says.
+        for &(line, idx) in unsealed.iter().rev() {
+            recovered.records.remove(idx);
+            recovered.corrupt.push(CorruptLine {
+                line,
+                error: "no checksum in a journal whose records carry one".to_owned(),
+            });
+        }
+        recovered.corrupt.sort_by_key(|c| c.line);
     }
     Ok(recovered)
 }
@@ -202,5 +286,60 @@ mod tests {
                 .error
                 .contains("unsupported record version 2")
         );
+    }
+
+    fn sealed(line: &str) -> String {
+        let mut bytes = line.trim_end().as_bytes().to_vec();
+        seal(&mut bytes);
+        bytes.push(b'\n');
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn trust_09_sealed_records_are_checked() {
+        let (a, b) = (sealed(A), sealed(B));
+        assert!(a.ends_with(&format!(
+            ",\"crc\":{}}}\n",
+            crc32fast::hash(A.trim_end().as_bytes())
+        )));
+        check(&format!("{a}{b}"), &[1, 2], None, &[]);
+        // One flipped digit in the event: still valid JSON, but the checksum catches it.
+        let damaged = a.replace("\"event\":10", "\"event\":70");
+        check(&format!("{damaged}{b}"), &[2], None, &[1]);
+        let recovered = scan(
+            format!("{damaged}{b}").as_bytes(),
+            Path::new("j"),
+            parse_record::<u32>,
+        )
+        .expect("mem");
+        assert!(
+            recovered.corrupt[0].error.contains("checksum mismatch"),
+            "{:?}",
+            recovered.corrupt
+        );
+        // A damaged checksum field, or a record without one among sealed ones.
+        let bad_crc = a.replace(",\"crc\":", ",\"crc\":9");
+        check(&format!("{bad_crc}{b}"), &[2], None, &[1]);
+        check(&format!("{a}{B}{b}"), &[1, 2], None, &[2]);
+    }
+
+    #[test]
+    fn trust_09_a_crc_field_of_the_event_is_not_the_seal() {
+        let inner = "{\"v\":1,\"seq\":1,\"ts_ms\":5,\"event\":{\"crc\":5}}\n";
+        let recovered = scan(
+            inner.as_bytes(),
+            Path::new("j"),
+            parse_record::<serde_json::Value>,
+        )
+        .expect("mem");
+        assert_eq!(recovered.records.len(), 1);
+        let recovered = scan(
+            sealed(inner).as_bytes(),
+            Path::new("j"),
+            parse_record::<serde_json::Value>,
+        )
+        .expect("mem");
+        assert_eq!(recovered.records.len(), 1);
+        assert!(recovered.corrupt.is_empty());
     }
 }

@@ -43,6 +43,8 @@
 //! None. The async API needs no particular runtime; [`Owner::acquire_timeout`] uses one
 //! small timer thread, started on first use.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod overlap;
 mod pattern;

@@ -41,7 +41,10 @@
 //!
 //! # Crate features
 //!
-//! None: the crate has no optional parts; its only dependency is `memchr` (to split lines).
+//! None: the crate has no optional parts; its dependencies are `memchr` (to split lines)
+//! and `rustc-hash` (to hash them).
+
+#![forbid(unsafe_code)]
 
 mod intern;
 mod lines;

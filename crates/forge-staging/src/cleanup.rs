@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Result, StagingError};
 use crate::overlay::Flavor;
@@ -36,11 +35,11 @@ pub fn cleanup(run_dir: &Path) -> Result<CleanupReport, StagingError> {
         report.unmounted.push(m);
     }
     for item in read_dir_or_empty(&run_dir.join("views"))? {
-        remove_leftover(&item)?;
+        sys::remove_any(&item)?;
         report.removed_views.push(item);
     }
     for item in read_dir_or_empty(&run_dir.join("trash"))? {
-        remove_leftover(&item)?;
+        sys::remove_any(&item)?;
         report.removed_temp.push(item);
     }
     let temp_dirs = [
@@ -64,21 +63,6 @@ pub fn cleanup(run_dir: &Path) -> Result<CleanupReport, StagingError> {
     Ok(report)
 }
 
-/// Removes a view directory (live or in the trash); a git worktree view is also pruned from
-/// its repository's worktree list.
-fn remove_leftover(item: &Path) -> Result<()> {
-    let git_dir = worktree_common_dir(&item.join("tree"));
-    sys::remove_any(item)?;
-    if let Some(git_dir) = git_dir {
-        let _ = Command::new("git")
-            .arg("--git-dir")
-            .arg(&git_dir)
-            .args(["worktree", "prune"])
-            .output();
-    }
-    Ok(())
-}
-
 fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::read_dir(dir) {
         Ok(rd) => rd
@@ -90,14 +74,6 @@ fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(StagingError::io("read dir", dir)(e)),
     }
-}
-
-/// The repository's git directory of a worktree at `tree`, read from its `.git` file.
-fn worktree_common_dir(tree: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(tree.join(".git")).ok()?;
-    let gitdir = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
-    // `.../.git/worktrees/NAME` -> `.../.git`
-    Some(gitdir.parent()?.parent()?.to_owned())
 }
 
 /// Every mount point of this process's mount namespace.

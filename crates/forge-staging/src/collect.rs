@@ -102,8 +102,12 @@ impl<'a> Collector<'a> {
 
     /// Records the deletion of everything strictly below `path` in the generation.
     pub(crate) fn emit_deleted_subtree(&mut self, path: &str) -> Result<()> {
-        for (p, _) in self.inner.store.subtree(self.generation, path)? {
-            if !self.inner.ignores.is_ignored(&p) {
+        for (p, loc) in self.inner.store.subtree(self.generation, path)? {
+            if !self
+                .inner
+                .ignores
+                .is_ignored(&p, loc.kind == EntryKind::Dir)
+            {
                 self.push(Change {
                     path: p,
                     kind: ChangeKind::Deleted,
@@ -129,15 +133,64 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// The change set, sorted by path.
-    pub(crate) fn finish(mut self) -> ChangeSet {
+    /// Rejects the deletion of `path` when it was a special file of the repository (FIFO,
+    /// socket, device): generations do not see those, so the deletion cannot be merged,
+    /// and it must not pass silently. Returns whether it did.
+    pub(crate) fn reject_if_special_deleted(&mut self, path: &str) -> Result<bool> {
+        if self.old(path)?.is_some() {
+            return Ok(false);
+        }
+        if !self.inner.store.reaches_repo(self.generation, path)? {
+            return Ok(false);
+        }
+        let disk = self.inner.repo.join(path);
+        match fs::symlink_metadata(&disk) {
+            Ok(meta) if sys::kind_of(&meta).is_none() => {
+                self.reject(
+                    path.to_owned(),
+                    RejectReason::SpecialDeleted(sys::special_name(&meta)),
+                );
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The change set, sorted by path. Directories that hold ignored paths are neither
+    /// deleted (their collected entries are) nor replaced (rejected).
+    pub(crate) fn finish(mut self) -> Result<ChangeSet> {
+        let mut keep = Vec::new();
+        for (i, c) in self.changes.iter().enumerate() {
+            let removes_dir = match c.kind {
+                ChangeKind::Deleted => true,
+                ChangeKind::TypeChanged => c.entry.as_ref().is_some_and(|e| *e != Entry::Dir),
+                _ => false,
+            };
+            if !removes_dir || self.old(&c.path)?.is_none_or(|l| l.kind != EntryKind::Dir) {
+                continue;
+            }
+            let ignored = self.inner.store.first_ignored_below(
+                self.generation,
+                &c.path,
+                &self.inner.ignores,
+            )?;
+            if let Some(ignored) = ignored {
+                keep.push((i, ignored));
+            }
+        }
+        for (i, ignored) in keep.into_iter().rev() {
+            let c = self.changes.remove(i);
+            if c.kind == ChangeKind::TypeChanged {
+                self.reject(c.path, RejectReason::HidesIgnored(ignored));
+            }
+        }
         self.changes.sort_by(|a, b| a.path.cmp(&b.path));
         self.rejected.sort_by(|a, b| a.path.cmp(&b.path));
         self.rejected.dedup();
-        ChangeSet {
+        Ok(ChangeSet {
             changes: self.changes,
             rejected: self.rejected,
-        }
+        })
     }
 }
 

@@ -8,18 +8,17 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 
 use crate::error::{Result, StagingError};
+use crate::ignores::Ignores;
 use crate::layers::{self, Layer, Op};
-use crate::paths::{self, Ignores};
 use crate::snapshot::{Snapshot, Stat};
 use crate::staging::Inner;
 use crate::sys;
 use crate::types::Backend;
 use crate::view::ViewState;
+use crate::walk::{self, Item, Rules};
+use rustix::fs::FileType;
 
 /// Checks that `FICLONE` works between the repository and the run directory.
 pub(crate) fn probe_reflink(repo: &Path, run_dir: &Path) -> Result<(), String> {
@@ -53,72 +52,85 @@ pub(crate) fn create(inner: &Inner, stack: &[Arc<Layer>], dir: &Path) -> Result<
     Ok(ViewState::Copy { tree, snapshot })
 }
 
-/// One file to copy: its relative path and its snapshot key (`None` when ignored or not
-/// UTF-8).
-struct FileJob {
-    rel: PathBuf,
-    key: Option<String>,
+/// What one copying thread did: snapshot entries of the paths it copied that are not
+/// ignored, the directories it made (for their modes and times, set last), and the
+/// ignored directories it met (copied by a second walk).
+#[derive(Default)]
+struct Copied {
+    stats: Vec<(String, Stat)>,
+    dirs: Vec<(PathBuf, fs::Metadata)>,
+    ignored_dirs: Vec<String>,
 }
 
-/// Copies the tree `src` to the new directory `dst`: directories and symlinks first on
-/// this thread, files on a few threads, then directory modes and times. Symlinks are
-/// copied as links, special files are skipped.
+/// Copies the tree `src` to the new directory `dst` with the parallel walker
+/// ([`crate::walk`]): each directory is made before its entries, files are copied (or
+/// cloned) where they are met, symlinks are copied as links, special files skipped;
+/// directory modes and times are set last. Ignored paths are copied too (agents need
+/// them) but left out of the snapshot.
 pub(crate) fn copy_tree(
     src: &Path,
     dst: &Path,
     ignores: &Ignores,
     clone: bool,
 ) -> Result<Snapshot> {
-    let mut snapshot = Snapshot::default();
-    let mut files = Vec::new();
-    let mut dirs: Vec<(PathBuf, fs::Metadata)> = Vec::new();
     let root_meta = fs::metadata(src).map_err(StagingError::io("stat", src))?;
     fs::create_dir(dst).map_err(StagingError::io("mkdir", dst))?;
-    dirs.push((PathBuf::new(), root_meta));
-    // (relative dir, its key when tracked)
-    let mut pending: Vec<(PathBuf, Option<String>)> = vec![(PathBuf::new(), Some(String::new()))];
-    while let Some((rel_dir, key_dir)) = pending.pop() {
-        let src_dir = src.join(&rel_dir);
-        for item in fs::read_dir(&src_dir).map_err(StagingError::io("read dir", &src_dir))? {
-            let item = item.map_err(StagingError::io("read dir", &src_dir))?;
-            let name = item.file_name();
-            let rel = rel_dir.join(&name);
-            let key = match (&key_dir, name.to_str()) {
-                (Some(d), Some(n)) if !ignores.is_ignored_child(d, n) => Some(paths::join(d, n)),
-                _ => None,
-            };
-            let ft = item
-                .file_type()
-                .map_err(StagingError::io("stat", item.path()))?;
-            if ft.is_dir() {
-                let meta = item
-                    .metadata()
-                    .map_err(StagingError::io("stat", item.path()))?;
-                let d = dst.join(&rel);
+    let copy_one = |acc: &mut Copied, item: &Item<'_>| -> Result<bool> {
+        let key = (item.utf8 && !item.ignored).then_some(item.path);
+        let rel = item.rel();
+        let src_path = src.join(&rel);
+        let d = dst.join(&rel);
+        match item.file_type {
+            FileType::Directory => {
+                let meta =
+                    fs::symlink_metadata(&src_path).map_err(StagingError::io("stat", &src_path))?;
                 fs::create_dir(&d).map_err(StagingError::io("mkdir", &d))?;
-                if let Some(k) = &key {
-                    snapshot.insert(k.clone(), Stat::of(&meta).expect("a directory has a kind"));
+                if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
+                    acc.stats.push((k.to_owned(), st));
                 }
-                dirs.push((rel.clone(), meta));
-                pending.push((rel, key));
-            } else if ft.is_symlink() {
-                let s = src.join(&rel);
-                let target = fs::read_link(&s).map_err(StagingError::io("readlink", &s))?;
-                let d = dst.join(&rel);
+                if item.ignored && item.utf8 {
+                    acc.ignored_dirs.push(item.path.to_owned());
+                }
+                acc.dirs.push((rel, meta));
+            }
+            FileType::Symlink => {
+                let target =
+                    fs::read_link(&src_path).map_err(StagingError::io("readlink", &src_path))?;
                 std::os::unix::fs::symlink(&target, &d).map_err(StagingError::io("symlink", &d))?;
                 if let Some(k) = key {
                     let meta = fs::symlink_metadata(&d).map_err(StagingError::io("stat", &d))?;
-                    snapshot.insert(k, Stat::of(&meta).expect("a symlink has a kind"));
+                    if let Some(st) = Stat::of(&meta) {
+                        acc.stats.push((k.to_owned(), st));
+                    }
                 }
-            } else if ft.is_file() {
-                files.push(FileJob { rel, key });
             }
+            FileType::RegularFile => {
+                let meta = copy_file(&src_path, &d, clone)?;
+                if let (Some(k), Some(st)) = (key, Stat::of(&meta)) {
+                    acc.stats.push((k.to_owned(), st));
+                }
+            }
+            // Special files are never copied.
+            _ => {}
         }
+        Ok(true)
+    };
+    let mut copied = walk::walk(src, &[String::new()], Rules::Apply(ignores), copy_one)?;
+    // The insides of ignored directories: copied, never in the snapshot.
+    let ignored_dirs: Vec<String> = copied
+        .iter_mut()
+        .flat_map(|c| std::mem::take(&mut c.ignored_dirs))
+        .collect();
+    copied.extend(walk::walk(src, &ignored_dirs, Rules::AllIgnored, copy_one)?);
+    let mut snapshot = Snapshot::default();
+    let mut dirs = vec![(PathBuf::new(), root_meta)];
+    for c in copied {
+        snapshot.extend(c.stats);
+        dirs.extend(c.dirs);
     }
-    let results = copy_files(src, dst, &files, clone)?;
-    snapshot.extend(results);
-    // Directory times last: creating their entries changed them.
-    for (rel, meta) in dirs.iter().rev() {
+    // Directory times last, deepest first: creating their entries changed them.
+    dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
+    for (rel, meta) in &dirs {
         let d = dst.join(rel);
         let f = File::open(&d).map_err(StagingError::io("open", &d))?;
         f.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
@@ -130,58 +142,6 @@ pub(crate) fn copy_tree(
             .map_err(StagingError::io("set times", &d))?;
     }
     Ok(snapshot)
-}
-
-/// Copies `files` on up to four threads; returns the snapshot entries of tracked ones.
-fn copy_files(
-    src: &Path,
-    dst: &Path,
-    files: &[FileJob],
-    clone: bool,
-) -> Result<Vec<(String, Stat)>> {
-    let n_threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<StagingError>> = Mutex::new(None);
-    let results: Mutex<Vec<(String, Stat)>> = Mutex::new(Vec::with_capacity(files.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..n_threads {
-            scope.spawn(|| {
-                let mut local = Vec::new();
-                const CHUNK: usize = 64;
-                loop {
-                    if failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let start = next.fetch_add(CHUNK, Ordering::Relaxed);
-                    if start >= files.len() {
-                        break;
-                    }
-                    for job in &files[start..(start + CHUNK).min(files.len())] {
-                        match copy_file(&src.join(&job.rel), &dst.join(&job.rel), clone) {
-                            Ok(meta) => {
-                                if let (Some(k), Some(st)) = (&job.key, Stat::of(&meta)) {
-                                    local.push((k.clone(), st));
-                                }
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error.lock().get_or_insert(e);
-                                break;
-                            }
-                        }
-                    }
-                }
-                results.lock().append(&mut local);
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner() {
-        return Err(e);
-    }
-    Ok(results.into_inner())
 }
 
 /// Copies (or clones) one regular file with its mode and times; returns the copy's stat.
@@ -257,7 +217,7 @@ pub(crate) fn apply_layers(
                     .map_err(StagingError::io("symlink", &disk))?;
             }
         }
-        if f.op != Op::Delete && !ignores.is_ignored(path) {
+        if f.op != Op::Delete && !ignores.is_ignored(path, f.op.is_dir()) {
             let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
             if let Some(st) = Stat::of(&meta) {
                 snapshot.insert(path.clone(), st);

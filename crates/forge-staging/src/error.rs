@@ -87,7 +87,7 @@ pub enum StagingError {
         #[source]
         source: io::Error,
     },
-    /// A `git` command failed (worktree backend).
+    /// A `git` command failed (worktree backend, or reading git's ignore rules).
     #[error("git {args} in {dir} failed: {message}")]
     Git {
         /// The arguments given to git.
@@ -105,12 +105,54 @@ pub enum StagingError {
         /// The repository.
         repo: PathBuf,
     },
+    /// Another run held the repository's publish lock for the whole wait.
+    #[error(
+        "cannot publish into {repo}: {holder} is publishing (waited {}s); try again when it is done",
+        waited.as_secs()
+    )]
+    PublishLocked {
+        /// The repository.
+        repo: PathBuf,
+        /// Who holds the lock (`the run in RUN_DIR`).
+        holder: String,
+        /// How long this publish waited.
+        waited: std::time::Duration,
+    },
+    /// Another run's publish into the repository was interrupted and must be finished
+    /// first: the working tree holds a mix of two of its generations.
+    #[error(
+        "cannot publish into {repo}: the publish of the run in {run_dir} was interrupted; run `forge resume {run_dir}` first"
+    )]
+    PublishInterrupted {
+        /// The repository.
+        repo: PathBuf,
+        /// The run directory of the interrupted publish.
+        run_dir: PathBuf,
+    },
     /// A file in the run directory does not have the expected form.
     #[error("corrupt run directory entry {path}: {reason}")]
     Corrupt {
         /// The offending file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// An ignore file (or [`StagingOptions::ignores`](crate::StagingOptions::ignores))
+    /// holds a pattern that does not parse.
+    #[error("bad ignore pattern in {source_file}: {reason}")]
+    Ignore {
+        /// The file the pattern came from.
+        source_file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A directory walk failed or one of its threads panicked: the walk's result is not
+    /// used (a partial walk would read as deleted files).
+    #[error("walking {path} failed: {reason}")]
+    Walk {
+        /// The directory walked.
+        path: PathBuf,
+        /// What went wrong.
         reason: String,
     },
 }

@@ -18,6 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StagingError};
+use crate::ignores::Ignores;
 use crate::paths;
 use crate::sys;
 use crate::types::{Entry, EntryKind, LayerChange};
@@ -46,6 +47,11 @@ impl Op {
         !matches!(self, Op::Dir)
     }
 
+    /// Whether this op leaves a directory at its path.
+    pub(crate) fn is_dir(self) -> bool {
+        matches!(self, Op::Dir | Op::Opaque)
+    }
+
     fn of_entry(entry: &Entry) -> Op {
         match entry {
             Entry::File {
@@ -59,10 +65,31 @@ impl Op {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Manifest {
-    generation: u64,
+pub(crate) struct Manifest {
+    pub(crate) generation: u64,
     whiteouts: bool,
-    ops: Vec<(String, Op)>,
+    pub(crate) ops: Vec<(String, Op)>,
+    /// Who committed the layer (forge-core: the task id), so that a run can be reconciled
+    /// from its layers when its journal is damaged. Absent in older layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) label: Option<String>,
+}
+
+/// Reads the manifest of the committed layer `generation` in the layer store `dir`.
+pub(crate) fn read_manifest(dir: &Path, generation: u64) -> Result<Manifest> {
+    let path = layer_dir_name(dir, generation).join("manifest.json");
+    let text = fs::read(&path).map_err(StagingError::io("read", &path))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| StagingError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if manifest.generation != generation {
+        return Err(StagingError::Corrupt {
+            path,
+            reason: format!("manifest says generation {}", manifest.generation),
+        });
+    }
+    Ok(manifest)
 }
 
 /// One committed layer, loaded.
@@ -74,6 +101,8 @@ pub(crate) struct Layer {
     pub(crate) ops: BTreeMap<String, Op>,
     /// Whether its tree holds whiteouts for deletions (so it can be an overlay lower).
     pub(crate) whiteouts: bool,
+    /// The label it was committed with.
+    pub(crate) label: Option<String>,
 }
 
 /// Where a path's state at some generation lives on disk.
@@ -150,6 +179,7 @@ impl Store {
                 tree: path.join("tree"),
                 ops: manifest.ops.into_iter().collect(),
                 whiteouts: manifest.whiteouts,
+                label: manifest.label,
             }));
         }
         let store = Store {
@@ -231,24 +261,90 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes `changes` as layer head+1, atomically, and returns its generation.
-    pub(crate) fn commit(&self, changes: &[LayerChange]) -> Result<u64> {
+    /// The first path below the directory `dir` of `generation` that `ignores` ignores
+    /// (ignored directories are not entered), if any.
+    pub(crate) fn first_ignored_below(
+        &self,
+        generation: u64,
+        dir: &str,
+        ignores: &Ignores,
+    ) -> Result<Option<String>> {
+        let stack = self.stack(generation)?;
+        first_ignored_in(&stack, &self.repo, dir, ignores)
+    }
+
+    /// Whether the repository's entry at `path` shows through every layer of
+    /// `generation` (no layer replaces or deletes it or one of its ancestors).
+    pub(crate) fn reaches_repo(&self, generation: u64, path: &str) -> Result<bool> {
+        let stack = self.stack(generation)?;
+        Ok(stack.iter().all(|layer| {
+            !layer.ops.contains_key(path)
+                && !paths::ancestors(path)
+                    .any(|a| layer.ops.get(a).is_some_and(|op| op.hides_below()))
+        }))
+    }
+
+    /// Each committed generation with its label, oldest first.
+    pub(crate) fn labels(&self) -> Vec<(u64, Option<String>)> {
+        let layers = self.layers.read();
+        (1..).zip(layers.iter().map(|l| l.label.clone())).collect()
+    }
+
+    /// [`Store::commit`] with no ignored paths but `.git`, for tests.
+    #[cfg(test)]
+    pub(crate) fn commit_plain(&self, changes: &[LayerChange]) -> Result<u64> {
+        self.commit(changes, &Ignores::plain(&[], false))
+    }
+
+    /// Writes `changes` as layer head+1, atomically, and returns its generation. Deleting
+    /// a directory that holds paths `ignores` ignores deletes its other entries and keeps
+    /// those (and the directories above them).
+    pub(crate) fn commit(&self, changes: &[LayerChange], ignores: &Ignores) -> Result<u64> {
+        self.commit_labelled(changes, ignores, None)
+    }
+
+    /// As [`commit`](Self::commit), with `label` in the manifest. On failure the temporary
+    /// layer is removed (best effort).
+    pub(crate) fn commit_labelled(
+        &self,
+        changes: &[LayerChange],
+        ignores: &Ignores,
+        label: Option<&str>,
+    ) -> Result<u64> {
         let _serial = self.commit_lock.lock();
         let head = self.head();
         let generation = head + 1;
         let stack = self.stack(head)?;
-        let ops = plan_ops(&stack, &self.repo, changes)?;
+        let ops = plan_ops(&stack, &self.repo, changes, ignores)?;
 
         let tmp = self
             .dir
             .join(format!(".tmp-{generation}-{}", std::process::id()));
         sys::remove_any(&tmp)?;
+        let layer = self.write_layer(&tmp, generation, &ops, label);
+        if layer.is_err() {
+            // A full disk must not also keep the half-written layer (`open` would remove it,
+            // but only at the next resume).
+            let _ = sys::remove_any(&tmp);
+        }
+        self.layers.write().push(Arc::new(layer?));
+        Ok(generation)
+    }
+
+    /// Writes layer `generation` under `tmp` and renames it into place.
+    fn write_layer(
+        &self,
+        tmp: &Path,
+        generation: u64,
+        ops: &[(String, Option<Entry>)],
+        label: Option<&str>,
+    ) -> Result<Layer> {
         let tree = tmp.join("tree");
         fs::create_dir_all(&tree).map_err(StagingError::io("mkdir", &tree))?;
         let mut dirs = vec![tree.clone()];
         let mut files = Vec::new();
         let mut manifest_ops = Vec::with_capacity(ops.len());
-        for (path, entry) in &ops {
+        for (path, entry) in ops {
             let disk = tree.join(path);
             if let Some(parent) = paths::parent(path) {
                 let parent_disk = tree.join(parent);
@@ -286,6 +382,7 @@ impl Store {
             generation,
             whiteouts: self.whiteouts,
             ops: manifest_ops,
+            label: label.map(str::to_owned),
         };
         let manifest_path = tmp.join("manifest.json");
         let text = serde_json::to_vec(&manifest).map_err(|e| StagingError::Corrupt {
@@ -300,18 +397,17 @@ impl Store {
         dirs.dedup();
         files.push(manifest_path);
         files.extend(dirs);
-        files.push(tmp.clone());
+        files.push(tmp.to_path_buf());
         sys::fsync_all(&files)?;
         let final_dir = layer_dir_name(&self.dir, generation);
-        fs::rename(&tmp, &final_dir).map_err(StagingError::io("rename", &final_dir))?;
+        fs::rename(tmp, &final_dir).map_err(StagingError::io("rename", &final_dir))?;
         sys::fsync_dir(&self.dir)?;
-        let layer = Layer {
+        Ok(Layer {
             tree: final_dir.join("tree"),
             ops: manifest.ops.into_iter().collect(),
             whiteouts: manifest.whiteouts,
-        };
-        self.layers.write().push(Arc::new(layer));
-        Ok(generation)
+            label: manifest.label,
+        })
     }
 }
 
@@ -446,6 +542,7 @@ fn plan_ops(
     stack: &[Arc<Layer>],
     repo: &Path,
     changes: &[LayerChange],
+    ignores: &Ignores,
 ) -> Result<Vec<(String, Option<Entry>)>> {
     let mut by_path: BTreeMap<&str, &Option<Entry>> = BTreeMap::new();
     for change in changes {
@@ -459,6 +556,7 @@ fn plan_ops(
     }
     let mut ops = Vec::new();
     let mut implicit = std::collections::BTreeSet::new();
+    let mut keeps_ignored = false;
     for (&path, &entry) in &by_path {
         // A path below a deleted or non-directory ancestor of this same change set.
         let covered = paths::ancestors(path).find(|a| {
@@ -479,11 +577,19 @@ fn plan_ops(
         }
         let current = lookup_in(stack, repo, path)?;
         match entry {
-            None => {
-                if current.is_some() {
-                    ops.push((path.to_owned(), None));
+            None => match current.map(|l| l.kind) {
+                None => {}
+                Some(EntryKind::Dir) => {
+                    let mut below = Vec::new();
+                    if plan_dir_delete(stack, repo, path, ignores, &mut below)? {
+                        ops.extend(below.into_iter().map(|p| (p, None)));
+                        keeps_ignored = true;
+                    } else {
+                        ops.push((path.to_owned(), None));
+                    }
                 }
-            }
+                Some(_) => ops.push((path.to_owned(), None)),
+            },
             Some(e) => {
                 // Parents must be directories; absent ones are created implicitly (another
                 // task may have removed a directory this change set still writes into).
@@ -515,11 +621,66 @@ fn plan_ops(
             }
         }
     }
-    if !implicit.is_empty() {
+    if !implicit.is_empty() || keeps_ignored {
         ops.extend(implicit.into_iter().map(|d| (d, Some(Entry::Dir))));
         ops.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(ops)
+}
+
+/// Plans deleting the directory `dir` of the head `stack`: when nothing below it is
+/// ignored returns `false` (delete it whole); otherwise appends the deletions of its
+/// entries that are not ignored (directories that hold ignored paths recursively, never
+/// whole) to `out` and returns `true` (`dir` stays).
+fn plan_dir_delete(
+    stack: &[Arc<Layer>],
+    repo: &Path,
+    dir: &str,
+    ignores: &Ignores,
+    out: &mut Vec<String>,
+) -> Result<bool> {
+    let mut keeps = false;
+    let mut mine = Vec::new();
+    for (name, loc) in children_in(stack, repo, dir)? {
+        let child = paths::join(dir, &name);
+        let is_dir = loc.kind == EntryKind::Dir;
+        // An ignored entry stays, and so does a directory holding one.
+        if ignores.is_ignored_child(&child, is_dir)
+            || (is_dir && plan_dir_delete(stack, repo, &child, ignores, &mut mine)?)
+        {
+            keeps = true;
+        } else {
+            mine.push(child);
+        }
+    }
+    if keeps {
+        out.append(&mut mine);
+    }
+    Ok(keeps)
+}
+
+/// The first path below the directory `dir` of `stack` that `ignores` ignores, entering
+/// only directories that are not ignored.
+fn first_ignored_in(
+    stack: &[Arc<Layer>],
+    repo: &Path,
+    dir: &str,
+    ignores: &Ignores,
+) -> Result<Option<String>> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for (name, loc) in children_in(stack, repo, &d)? {
+            let child = paths::join(&d, &name);
+            let is_dir = loc.kind == EntryKind::Dir;
+            if ignores.is_ignored_child(&child, is_dir) {
+                return Ok(Some(child));
+            }
+            if is_dir {
+                pending.push(child);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One entry of a folded stack: the op and the layer tree that holds its data.

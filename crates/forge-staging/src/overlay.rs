@@ -369,7 +369,7 @@ pub(crate) fn collect(
     let flavor = Flavor::of(inner.ns.as_ref());
     let mut c = Collector::new(inner, generation);
     walk_upper(&mut c, flavor, upper, mnt, "")?;
-    Ok(c.finish())
+    c.finish()
 }
 
 fn walk_upper(
@@ -388,13 +388,16 @@ fn walk_upper(
             c.reject(lossy(dir, &name), RejectReason::NonUtf8Name);
             continue;
         };
-        if c.inner.ignores.is_ignored_child(dir, name_str) {
-            continue;
-        }
         let path = paths::join(dir, name_str);
         let disk = item.path();
         let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+        if c.inner.ignores.is_ignored_child(&path, meta.is_dir()) {
+            continue;
+        }
         if sys::is_whiteout(&meta) {
+            if c.reject_if_special_deleted(&path)? {
+                continue;
+            }
             let old = c.old(&path)?;
             c.emit(&path, old, None)?;
         } else if meta.is_dir() {
@@ -445,12 +448,12 @@ fn compare_subtree(c: &mut Collector<'_>, mnt: &Path, dir: &str, was_dir: bool) 
                 c.reject(lossy(&d, &name), RejectReason::NonUtf8Name);
                 continue;
             };
-            if c.inner.ignores.is_ignored_child(&d, name_str) {
-                continue;
-            }
             let path = paths::join(&d, name_str);
             let disk = item.path();
             let meta = fs::symlink_metadata(&disk).map_err(StagingError::io("stat", &disk))?;
+            if c.inner.ignores.is_ignored_child(&path, meta.is_dir()) {
+                continue;
+            }
             let old_loc = old.remove(&path);
             if meta.is_dir() {
                 let was_child_dir = old_loc.as_ref().is_some_and(|l| l.kind == EntryKind::Dir);
@@ -468,11 +471,51 @@ fn compare_subtree(c: &mut Collector<'_>, mnt: &Path, dir: &str, was_dir: bool) 
             c.emit(&path, old_loc, new)?;
         }
     }
+    reject_deleted_specials(c, mnt, dir)?;
     // Whatever the generation had below `dir` and the view lacks was deleted.
     // Descendants of a vanished directory are in `old` too: each gets its own deletion.
-    for path in old.into_keys() {
-        if !c.inner.ignores.is_ignored(&path) {
+    for (path, loc) in old {
+        if !c
+            .inner
+            .ignores
+            .is_ignored(&path, loc.kind == EntryKind::Dir)
+        {
             c.emit_deleted_path(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Rejects the repository's special files below `dir` (in directories the generation
+/// still has) that the mounted view no longer shows: deleted, which cannot be merged.
+fn reject_deleted_specials(c: &mut Collector<'_>, mnt: &Path, dir: &str) -> Result<()> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        let disk_dir = c.inner.repo.join(&d);
+        let Ok(items) = fs::read_dir(&disk_dir) else {
+            continue;
+        };
+        for item in items {
+            let item = item.map_err(StagingError::io("read dir", &disk_dir))?;
+            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let path = paths::join(&d, &name);
+            let ft = item
+                .file_type()
+                .map_err(StagingError::io("stat", item.path()))?;
+            if ft.is_dir() {
+                let in_generation = c.old(&path)?.is_some_and(|l| l.kind == EntryKind::Dir);
+                if in_generation && !c.inner.ignores.is_ignored_child(&path, true) {
+                    pending.push(path);
+                }
+            } else if !ft.is_file() && !ft.is_symlink() {
+                let still_there =
+                    fs::symlink_metadata(mnt.join(&path)).is_ok_and(|m| sys::kind_of(&m).is_none());
+                if !still_there {
+                    c.reject_if_special_deleted(&path)?;
+                }
+            }
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! Repository-relative paths: validation, ancestors, ignore rules and symlink escape checks.
+//! Repository-relative paths: validation, ancestors and symlink escape checks.
 
 use std::path::{Component, Path};
 
@@ -64,53 +64,6 @@ pub(crate) fn is_within(path: &str, prefix: &str) -> bool {
             && path.as_bytes()[prefix.len()] == b'/')
 }
 
-/// Which repository paths change collection skips.
-#[derive(Clone, Debug)]
-pub(crate) struct Ignores {
-    names: Vec<String>,
-    prefixes: Vec<String>,
-}
-
-impl Ignores {
-    /// Builds the rules: `.git` always, `target` and `node_modules` when `defaults`, then
-    /// `extra` (names without `/` match at any depth; others are root prefixes).
-    pub(crate) fn new(extra: &[String], defaults: bool) -> Ignores {
-        let mut names = vec![".git".to_owned()];
-        if defaults {
-            names.push("target".to_owned());
-            names.push("node_modules".to_owned());
-        }
-        let mut prefixes = Vec::new();
-        for raw in extra {
-            let trimmed = raw.trim_start_matches("./").trim_matches('/');
-            if trimmed.is_empty() {
-                continue;
-            }
-            if trimmed.contains('/') {
-                prefixes.push(trimmed.to_owned());
-            } else {
-                names.push(trimmed.to_owned());
-            }
-        }
-        Ignores { names, prefixes }
-    }
-
-    /// Whether `path` (or one of its ancestors) is ignored.
-    pub(crate) fn is_ignored(&self, path: &str) -> bool {
-        path.split('/').any(|c| self.names.iter().any(|n| n == c))
-            || self.prefixes.iter().any(|p| is_within(path, p))
-    }
-
-    /// Whether the single entry `name` inside the non-ignored directory `dir` is ignored:
-    /// cheaper than [`Ignores::is_ignored`] during a walk.
-    pub(crate) fn is_ignored_child(&self, dir: &str, name: &str) -> bool {
-        if self.names.iter().any(|n| n == name) {
-            return true;
-        }
-        !self.prefixes.is_empty() && self.prefixes.iter().any(|p| p == &join(dir, name))
-    }
-}
-
 /// Whether a symlink at repository path `link` with `target` points outside the tree:
 /// absolute, or climbing above the root with `..`.
 pub(crate) fn symlink_escapes(link: &str, target: &Path) -> bool {
@@ -149,23 +102,6 @@ mod tests {
     fn ancestors_nearest_first() {
         assert_eq!(ancestors("a/b/c").collect::<Vec<_>>(), ["a/b", "a"]);
         assert_eq!(ancestors("a").count(), 0);
-    }
-
-    #[test]
-    fn ignores_names_and_prefixes() {
-        let ig = Ignores::new(&["build/".into(), "docs/gen".into()], true);
-        assert!(ig.is_ignored(".git"));
-        assert!(ig.is_ignored("sub/.git/config"));
-        assert!(ig.is_ignored("target/debug/x"));
-        assert!(ig.is_ignored("pkg/node_modules/a"));
-        assert!(ig.is_ignored("x/build"));
-        assert!(ig.is_ignored("docs/gen/a.html"));
-        assert!(!ig.is_ignored("docs/general.md"));
-        assert!(!ig.is_ignored("src/target.rs"));
-        let no_defaults = Ignores::new(&[], false);
-        assert!(!no_defaults.is_ignored("target/x"));
-        assert!(ig.is_ignored_child("docs", "gen"));
-        assert!(!ig.is_ignored_child("", "gen"));
     }
 
     #[test]

@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::base::Baseline;
 use crate::error::{Result, StagingError};
+use crate::ignores::Ignores;
 use crate::layers::Store;
-use crate::paths::{self, Ignores};
+use crate::paths;
+use crate::types::PublishMergeFn;
 use crate::types::{Backend, Entry, LayerChange, OverlayMode, PublishReport, StagingOptions};
 use crate::userns::Namespace;
 use crate::view::View;
-use crate::{copy, overlay, publish, sys, worktree};
+use crate::{base, copy, overlay, publish, sys, worktree};
 
 /// The state shared by a [`Staging`] and its views.
 #[derive(Debug)]
@@ -33,9 +36,6 @@ pub(crate) struct Inner {
     pub(crate) flat_lock: Mutex<()>,
     /// Background removals of torn-down views.
     pub(crate) reaper: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Serializes `git worktree add` and `git worktree prune`: a prune that empties
-    /// `.git/worktrees` removes the directory under a concurrent add.
-    pub(crate) git_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -51,9 +51,10 @@ impl Inner {
 /// One run's staging area: the repository as generation 0, a stack of immutable layers
 /// (generations 1..=head) in the run directory, and the views agents work in.
 ///
-/// The repository directory is the base of every generation and **must not change while
-/// the run lasts** (overlay views use it as their lowest layer, and `read` of any generation
-/// reads through to it). Only [`Staging::publish`] writes to it.
+/// The repository directory is the base of every generation (overlay views use it as their
+/// lowest layer, and `read` of any generation reads through to it). Only
+/// [`Staging::publish`] writes to it, merging with what the user changed since
+/// [`Staging::open`] (a snapshot taken then; see [`Staging::changed_since_start`]).
 ///
 /// `Staging` is `Send + Sync`: views, reads and commits may come from many threads;
 /// commits are serialized.
@@ -113,7 +114,10 @@ impl Staging {
         if let Some(published) = publish::published_generation(&run_dir)? {
             store.set_oldest(published);
         }
-        let ignores = Ignores::new(&opts.ignores, opts.default_ignores);
+        let ignores = Ignores::load(&repo, &opts)?;
+        // The working tree as this run starts: publishing merges against it. A resumed run
+        // keeps the snapshot of its start.
+        base::ensure(&repo, &run_dir, &ignores)?;
         let inner = Inner {
             repo,
             run_dir,
@@ -126,7 +130,6 @@ impl Staging {
             live_views: AtomicUsize::new(0),
             flat_lock: Mutex::new(()),
             reaper: Mutex::new(Vec::new()),
-            git_lock: Mutex::new(()),
         };
         Ok(Staging {
             inner: Arc::new(inner),
@@ -177,10 +180,17 @@ impl Staging {
         self.inner.store.oldest()
     }
 
-    /// Whether `path` is skipped by change collection.
+    /// Whether `path` is skipped by change collection (git's ignore rules as the run
+    /// opened, see [`StagingOptions::ignores`]); a path that is a directory in the head
+    /// generation is matched as a directory.
     #[must_use]
     pub fn is_ignored(&self, path: &str) -> bool {
-        self.inner.ignores.is_ignored(path)
+        let is_dir = self
+            .inner
+            .store
+            .lookup(self.head(), path)
+            .is_ok_and(|l| l.is_some_and(|l| l.kind == crate::EntryKind::Dir));
+        self.inner.ignores.is_ignored(path, is_dir)
     }
 
     /// How many views of this staging are alive in this process.
@@ -278,28 +288,85 @@ impl Staging {
     ///
     /// The layer is written into a temporary directory, fsynced and renamed into place, so
     /// after a crash it either exists whole or not at all. A deletion removes the path and
-    /// everything below it; deleting an absent path is a no-op.
+    /// everything below it except ignored paths (see [`Staging::is_ignored`]): a directory
+    /// that holds some loses its other entries and stays. Deleting an absent path is a no-op.
     ///
     /// # Errors
     ///
     /// A path is malformed or listed twice, a change needs a parent directory that the head
     /// lacks, or writing fails.
     pub fn commit(&self, changes: &[LayerChange]) -> Result<u64, StagingError> {
-        self.inner.store.commit(changes)
+        self.inner.store.commit(changes, &self.inner.ignores)
     }
 
-    /// Writes the head generation into the repository, crash-safely: a publish record is
-    /// written first, then every path touched by the layers is replaced by temp file and
-    /// rename. If the process dies halfway, the next `publish` (after re-opening the run
-    /// directory) finishes the job. Afterwards generations older than the published one
-    /// can no longer be read or viewed.
+    /// As [`commit`](Self::commit), recording `label` (for forge-core, the task id) in the
+    /// layer's manifest, where [`layer_labels`](Self::layer_labels) reads it back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
+    pub fn commit_for(&self, label: &str, changes: &[LayerChange]) -> Result<u64, StagingError> {
+        self.inner
+            .store
+            .commit_labelled(changes, &self.inner.ignores, Some(label))
+    }
+
+    /// Every committed generation with the label it was committed with (`None` for
+    /// [`commit`](Self::commit)), oldest first: what the layers on disk say was committed,
+    /// whatever a caller's own records say.
+    #[must_use]
+    pub fn layer_labels(&self) -> Vec<(u64, Option<String>)> {
+        self.inner.store.labels()
+    }
+
+    /// Writes the head generation into the repository, crash-safely, without
+    /// overwriting what the user changed during the run: [`Staging::publish_with`] with no
+    /// merge, so every path both the user and the run changed is a conflict in the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`Staging::publish_with`].
+    pub fn publish(&self) -> Result<PublishReport, StagingError> {
+        publish::publish(&self.inner, None, None)
+    }
+
+    /// Merges the head generation into the working tree, crash-safely.
+    ///
+    /// Per path the layers touched: when the working tree still holds what the run started
+    /// from (the snapshot [`Staging::open`] took), the generation's version is written;
+    /// when the run did not change the path, the user's version stays; else `merge`
+    /// decides from `(path, base, ours, theirs)` (ours = the working tree now, theirs = the
+    /// generation; `None` = absent). A conflict, or a change with no known base (a plain
+    /// directory's snapshot has no contents), leaves the user's version, keeps the run's in
+    /// `run_dir/publish-conflicts/PATH` and is listed in [`PublishReport::conflicts`].
+    ///
+    /// Files are staged where no repository path leads (`$GIT_DIR/forge/publish-tmp`),
+    /// verified and renamed into place, keeping the owner and permission bits of the file
+    /// they replace. Publishes of runs on the same repository are serialized by a lock
+    /// (waiting up to [`StagingOptions::publish_lock_timeout`]); while one is under way a
+    /// marker in the git directory makes it visible ([`pending_publish`](crate::pending_publish)).
+    /// If the process dies halfway, the next publish (after re-opening the run directory)
+    /// finishes the job. Afterwards generations older than the published one can no longer
+    /// be read or viewed.
     ///
     /// # Errors
     ///
     /// Views still exist in the run directory (drop them, or [`cleanup`](crate::cleanup)
-    /// after a crash), or writing the repository fails.
-    pub fn publish(&self) -> Result<PublishReport, StagingError> {
-        publish::publish(&self.inner, None)
+    /// after a crash), another run held the publish lock too long, git failed, or writing
+    /// the repository fails.
+    pub fn publish_with(&self, merge: &PublishMergeFn) -> Result<PublishReport, StagingError> {
+        publish::publish(&self.inner, Some(merge), None)
+    }
+
+    /// Files and symlinks whose content in the working tree differs from the snapshot taken
+    /// when the run started (modified, deleted or created since), sorted. Without git the
+    /// snapshot is a stat fingerprint, so a file merely touched counts as changed.
+    ///
+    /// # Errors
+    ///
+    /// The snapshot cannot be read, or git fails.
+    pub fn changed_since_start(&self) -> Result<Vec<String>, StagingError> {
+        Baseline::load(&self.inner.repo, &self.inner.run_dir)?.changed(&self.inner.ignores)
     }
 
     #[cfg(test)]
@@ -307,7 +374,7 @@ impl Staging {
         &self,
         n_paths: usize,
     ) -> Result<PublishReport, StagingError> {
-        publish::publish(&self.inner, Some(n_paths))
+        publish::publish(&self.inner, None, Some(n_paths))
     }
 }
 

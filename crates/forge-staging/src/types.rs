@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The state of one repository path: what a generation or a view holds there.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -56,8 +57,9 @@ pub enum Backend {
     Reflink,
     /// A parallel copy of the generation: portable, the fallback.
     Copy,
-    /// `git worktree add --detach` at `HEAD`, then the generation's layers and working
-    /// changes applied: needs a git repository.
+    /// A git repository of its own per view, borrowing the repository's objects, with
+    /// `HEAD` checked out and the working changes and the generation's layers applied:
+    /// needs a git repository.
     Worktree,
 }
 
@@ -127,17 +129,25 @@ pub enum OverlayMode {
 pub struct StagingOptions {
     /// The backend to use; `None` chooses automatically (overlay, then reflink, then copy).
     pub backend: Option<Backend>,
-    /// Extra ignored paths. An entry without `/` (a trailing `/` is dropped) ignores every
-    /// path component of that name at any depth; an entry with `/` ignores that path prefix
-    /// from the repository root. `.git` is always ignored.
+    /// Extra ignored paths, in gitignore syntax rooted at the repository (`build/`, `*.log`,
+    /// `docs/gen`), on top of git's rules (or the plain-directory defaults). `.git` at any
+    /// depth is always ignored; a path git tracks never is.
     pub ignores: Vec<String>,
-    /// Whether `target` and `node_modules` are ignored (the default).
+    /// Whether `target` and `node_modules` are ignored at any depth when the repository is
+    /// not a git work tree (the default). In a git work tree git's rules decide instead.
     pub default_ignores: bool,
+    /// The exclude file git reads when `core.excludesFile` is not set: git's default is
+    /// `$XDG_CONFIG_HOME/git/ignore`, else `$HOME/.config/git/ignore`. The library reads no
+    /// environment variable, so the caller (the CLI) fills this in; `None` reads none.
+    /// `core.excludesFile` itself is read with `git config` at [`Staging::open`](crate::Staging::open).
+    pub git_excludes_file: Option<PathBuf>,
     /// The most lower directories an overlay mount may stack before layers are compacted.
     /// overlayfs accepts 500; the option string (one page) usually binds first.
     pub max_overlay_layers: usize,
     /// How overlay views are mounted (when the backend is overlay).
     pub overlay_mode: OverlayMode,
+    /// How long a publish waits for another run publishing into the same repository.
+    pub publish_lock_timeout: Duration,
 }
 
 impl Default for StagingOptions {
@@ -146,8 +156,10 @@ impl Default for StagingOptions {
             backend: None,
             ignores: Vec::new(),
             default_ignores: true,
+            git_excludes_file: None,
             max_overlay_layers: 128,
             overlay_mode: OverlayMode::Auto,
+            publish_lock_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -168,7 +180,8 @@ impl StagingOptions {
 pub struct LayerChange {
     /// Repository-relative, `/`-separated path.
     pub path: String,
-    /// The new state; `None` deletes the path (and everything below it).
+    /// The new state; `None` deletes the path (and everything below it that is not
+    /// ignored).
     pub entry: Option<Entry>,
 }
 
@@ -228,6 +241,12 @@ pub enum RejectReason {
     EscapingSymlink(PathBuf),
     /// A name that is not valid UTF-8.
     NonUtf8Name,
+    /// A directory that holds ignored paths (the named one, e.g. a nested repository's
+    /// `.git`) was replaced by a file or symlink: merging it would remove them.
+    HidesIgnored(String),
+    /// A FIFO, socket or device of the repository was deleted: special files are not
+    /// staged, so neither is their deletion.
+    SpecialDeleted(&'static str),
 }
 
 impl fmt::Display for RejectReason {
@@ -238,6 +257,13 @@ impl fmt::Display for RejectReason {
                 write!(f, "symlink target {} leaves the view", t.display())
             }
             RejectReason::NonUtf8Name => f.write_str("name is not valid UTF-8"),
+            RejectReason::HidesIgnored(p) => write!(
+                f,
+                "directory replaced by a file or symlink would remove the ignored {p}: not merged"
+            ),
+            RejectReason::SpecialDeleted(what) => {
+                write!(f, "special file ({what}) deleted: not merged")
+            }
         }
     }
 }
@@ -246,7 +272,10 @@ impl fmt::Display for RejectReason {
 ///
 /// Directories are paths of their own: a new directory is `Added` with [`Entry::Dir`], a
 /// removed one is `Deleted` along with every path below it, and a file or symlink replaced
-/// by a directory (or back) is `TypeChanged`.
+/// by a directory (or back) is `TypeChanged`. Ignored paths are never deleted: a removed
+/// directory that held some (a nested repository's `.git`, a build directory) is not
+/// `Deleted` itself, only its collected entries are, and replacing it by a file is
+/// [`Rejected`].
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 #[must_use]
 pub struct ChangeSet {
@@ -273,8 +302,9 @@ impl ChangeSet {
 /// What [`Staging::publish`](crate::Staging::publish) did.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[must_use]
+#[non_exhaustive]
 pub struct PublishReport {
-    /// The generation now on disk in the repository.
+    /// The generation now on disk in the repository (except at [`PublishReport::conflicts`]).
     pub generation: u64,
     /// Paths written (files, symlinks, directories).
     pub written: usize,
@@ -282,6 +312,83 @@ pub struct PublishReport {
     pub removed: usize,
     /// Whether an interrupted publish was finished first.
     pub resumed: bool,
+    /// Paths both the user (during the run) and the run changed, merged cleanly.
+    pub merged: usize,
+    /// Paths left as the user has them because the run's change could not be merged.
+    pub conflicts: Vec<PublishConflict>,
+}
+
+impl PublishReport {
+    /// Whether every path of the generation reached the working tree.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.conflicts.is_empty()
+    }
+}
+
+/// A path publishing left as the user has it: the user changed it during the run and the
+/// run's version could not be merged with that change.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PublishConflict {
+    /// Repository-relative path.
+    pub path: String,
+    /// Why it could not be merged.
+    pub kind: PublishConflictKind,
+    /// Where the run's version was kept (`run_dir/publish-conflicts/PATH`); `None` when the
+    /// run deleted the path or wanted a directory there.
+    pub kept: Option<PathBuf>,
+}
+
+/// Why a path could not be published.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[non_exhaustive]
+pub enum PublishConflictKind {
+    /// Both changed the content and the merge conflicted (or the file is binary, or the
+    /// kinds differ).
+    Content,
+    /// The user changed the path; the run deleted it (or a directory holding it).
+    DeletedByRun,
+    /// The user deleted the path; the run changed it.
+    DeletedByUser,
+    /// The user changed the path and its content at the start is unknown (a plain directory
+    /// has only stat fingerprints; a file both created), so there is nothing to merge with.
+    NoBase,
+    /// Something of the user's is in the way: a file where the run needs a directory (at
+    /// the path or a parent), or a directory holding what the run never saw (ignored or
+    /// new files, a nested `.git`) where the run wants a file.
+    Blocked,
+}
+
+impl fmt::Display for PublishConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishConflictKind::Content => "changed by the user and the run; the merge conflicts",
+            PublishConflictKind::DeletedByRun => "changed by the user, deleted by the run",
+            PublishConflictKind::DeletedByUser => "deleted by the user, changed by the run",
+            PublishConflictKind::NoBase => {
+                "changed by the user during the run, with no base to merge against"
+            }
+            PublishConflictKind::Blocked => {
+                "something of the user's is in the way (a file where the run needs a directory, \
+                 or a directory holding files the run never saw)"
+            }
+        })
+    }
+}
+
+/// The merge [`Staging::publish_with`](crate::Staging::publish_with) calls for a path both
+/// the user and the run changed: `(path, base, ours, theirs)`, `None` = absent.
+pub type PublishMergeFn =
+    dyn Fn(&str, Option<&Entry>, Option<&Entry>, Option<&Entry>) -> PublishMerge + Sync;
+
+/// The caller's decision for a path the user and the run both changed, for
+/// [`Staging::publish_with`](crate::Staging::publish_with).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PublishMerge {
+    /// Write this (`None`: remove the path).
+    Merged(Option<Entry>),
+    /// Leave the user's version and report the path.
+    Conflict,
 }
 
 /// What [`cleanup`](crate::cleanup) removed.

@@ -287,10 +287,16 @@ fn enter_new_namespaces(uid_map: &[u8], gid_map: &[u8]) -> io::Result<()> {
 fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     let n = rustix::io::write(&fd, data)?;
-    if n == data.len() {
+    whole_write(n, data.len())
+}
+
+/// `Ok` when `written` is all of `len`; else an error of kind `WriteZero` that holds no
+/// message, so building it does not allocate (this runs in a forked child).
+fn whole_write(written: usize, len: usize) -> io::Result<()> {
+    if written == len {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+        Err(io::Error::from(io::ErrorKind::WriteZero))
     }
 }
 
@@ -385,5 +391,23 @@ impl ViewNamespace {
                 Ok(())
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_write;
+
+    /// The short-write error of `write_proc` runs after `fork`: it must be a bare kind
+    /// (`io::Error::new` with a message boxes it, which allocates).
+    #[test]
+    fn api_07_a_short_proc_write_error_does_not_allocate() {
+        assert!(whole_write(4, 4).is_ok());
+        let e = whole_write(3, 4).expect_err("short");
+        assert_eq!(e.kind(), std::io::ErrorKind::WriteZero);
+        assert!(
+            e.get_ref().is_none(),
+            "a boxed payload was allocated: {e:?}"
+        );
     }
 }

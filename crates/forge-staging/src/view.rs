@@ -10,7 +10,7 @@ use crate::snapshot::{self, Snapshot};
 use crate::staging::Inner;
 use crate::types::ChangeSet;
 use crate::userns::ViewNamespace;
-use crate::{overlay, sys, worktree};
+use crate::{overlay, sys};
 
 /// How a view was made, and what its collection needs.
 #[derive(Debug)]
@@ -25,7 +25,8 @@ pub(crate) enum ViewState {
     },
     /// A copy (or clone) at `tree`, with the stat snapshot taken when it was made.
     Copy { tree: PathBuf, snapshot: Snapshot },
-    /// A git worktree at `tree`, with its stat snapshot.
+    /// A repository of its own at `tree` borrowing the user's objects, with its stat
+    /// snapshot.
     Worktree { tree: PathBuf, snapshot: Snapshot },
 }
 
@@ -155,16 +156,11 @@ impl View {
             .trash_dir()
             .join(format!("{}-{}", self.name, unique_suffix()));
         std::fs::rename(&self.dir, &trash).map_err(StagingError::io("rename", &self.dir))?;
-        let prune = matches!(state, ViewState::Worktree { .. }).then(|| Arc::clone(&self.inner));
         // Deleting a large copy takes seconds on ext4: keep it off the caller's path.
         let handle = std::thread::Builder::new()
             .name("forge-staging-trash".into())
             .spawn(move || {
                 let _ = sys::remove_any(&trash);
-                if let Some(inner) = prune {
-                    let _serial = inner.git_lock.lock();
-                    worktree::prune(&inner.repo);
-                }
             })
             .map_err(StagingError::io("spawn trash thread", &self.dir))?;
         self.inner.reaper.lock().push(handle);

@@ -4,6 +4,8 @@
 //! independent agents overlap, two edits of README.md merge, and the files reach the
 //! repository.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use forge_core::{Event, TaskOutcome};

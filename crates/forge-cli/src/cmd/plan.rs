@@ -13,7 +13,7 @@ use forge_core::{LoadError, PhaseFormat, Plan};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Exit status: 0 when the plan is valid, 1 when it is not (every problem is listed on stderr, \
-one per line), 2 when the file cannot be read.
+one per line; a plan without tasks is not valid), 2 when the file cannot be read.
 
 A plan is TOML ([[task]] tables), JSON ({\"tasks\": [...]}) or a Droidz tasks.json \
 ({\"tasks\": [{\"key\", \"dependencies\", ...}]}); the form is detected from the content.")]
@@ -50,6 +50,10 @@ pub(crate) fn run(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if plan.tasks.is_empty() {
+        eprintln!("forge plan: {file}: the plan has no tasks");
+        return ExitCode::from(1);
+    }
     let plan = match plan.validate() {
         Ok(plan) => plan,
         Err(err) => {

@@ -45,6 +45,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Mode::pick(args.json),
         &run_dir,
         options,
+        Some((&settings.landing, settings.repo.as_path())),
         |options| async move { forge_core::resume(&executors, options).await },
     )
 }

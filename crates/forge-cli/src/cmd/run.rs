@@ -4,36 +4,60 @@
 //!
 //! Exit status: 0 when every task succeeded, 1 when some did not, 2 on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forge_core::{EngineOptions, Executors, Plan, ValidatedPlan, run_engine};
 
 use crate::display::Mode;
+use crate::land::{self, Land, Landing};
 use crate::session::{self, Settings};
+
+mod place;
 
 /// Arguments of `forge run`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Every task works in its own copy-on-write view of the repository (--staging); when it \
-succeeds, its changes are merged three-way into the current head (base: the generation its \
-view showed) and committed as a new generation. Tasks that declare `writes` hold write locks \
-on them and may change nothing else (--scope). The repository itself is written once, at \
-the end. The journal, plan and views live in the run directory (--run-dir; `forge status` \
-and `forge resume` read it). Overlay views need Linux: as root they are plain mounts; \
-without root they live in a user namespace that the command is started inside (it sees \
-the view at {workdir}, its own uid, no extra privileges).
+forge run works on the git work tree around the current directory: from a subdirectory it \
+runs on the top level (as git does, and says so); outside a work tree, or in a bare \
+repository, it refuses. Every task works in its own copy-on-write view of the repository \
+(--staging); when it succeeds, its changes are merged three-way into the current head \
+(base: the generation its view showed) and committed as a new generation. Tasks that \
+declare `writes` hold write locks on them and may change nothing else (--scope). The \
+repository itself is written once, at the end. The journal, plan and views live in the run \
+directory (--run-dir; `forge status` and `forge resume` read it): it must be outside the \
+repository and new or empty, and every argument is checked before anything is written to \
+it; by default it is a new private (0700) directory under $TMPDIR. Overlay views need \
+Linux: as root they are plain mounts; without root they live in a user namespace that the \
+command is started inside (it sees the view at {workdir}, its own uid, no extra \
+privileges).
 
 The --executor template is split into words like a shell does (quotes respected, nothing \
 expanded), then {prompt}, {task}, {workdir} and {attempt} are replaced inside each word; a \
-value is never re-split or seen by a shell. A task whose `executor` field is NAME uses the \
---executor-for NAME=CMD command when one is given; every other task uses --executor. The command runs in its own process group, in the task's view; on \
-timeout or Ctrl-C the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means \
-retryable, 76 rate limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other \
-failure is retried if the task has retries.
+value is never re-split or seen by a shell. A task without an `executor` field (or with \
+`executor = \"default\"`) uses --executor; a task whose `executor` field is any other NAME \
+uses --executor-for NAME=CMD, and a NAME without one is refused before the run starts (a \
+typo never falls back to --executor). The command runs in its own process group, in the \
+task's view, with FORGE_TASK, FORGE_ATTEMPT and FORGE_WORKDIR set and an environment that \
+describes the view: PWD is the view, and OLDPWD, git's repository variables (GIT_DIR, \
+GIT_WORK_TREE, GIT_INDEX_FILE, ...) and npm's INIT_CWD are removed. On timeout or Ctrl-C \
+the group gets SIGTERM, then SIGKILL 5 s later. Exit code 75 means retryable, 76 rate \
+limited (print `forge:retry-after SECONDS`), 126/127 fatal; any other failure is retried if \
+the task has retries.
+
+A task that fails for good skips its dependents (each with the reason); everything \
+independent of it still runs to its end, retries included. --fail-fast stops the whole run \
+at the first such failure instead (running agents and pending retries are cancelled); \
+--keep-going, the default, is accepted for older scripts.
+
+Your working tree: the run's result is merged into it at the end, three-way with what you \
+changed while the run lasted; a path where both conflict keeps your version, the run's is \
+kept in RUN_DIR/publish-conflicts/PATH and named in the summary (exit status 1). Runs on one \
+repository publish one after the other. An interrupted publish is finished by `forge resume`.
 
 Exit status: 0 when every task succeeded, 1 when some failed, conflicted, were skipped or \
-cancelled, 2 on bad input (unreadable or invalid plan, bad template or option).")]
+cancelled, 2 on bad input (unreadable, empty or invalid plan, bad template or option, no \
+git work tree, unusable run directory).")]
 pub(crate) struct Args {
     /// The plan file (TOML, JSON or Droidz tasks.json).
     plan: PathBuf,
@@ -47,9 +71,27 @@ pub(crate) struct Args {
     /// Most tasks running at once (default: number of CPUs).
     #[arg(long, short)]
     jobs: Option<usize>,
-    /// After a failure, keep running the tasks that do not depend on it.
+    /// At the first task that fails for good, stop the run: cancel running agents and
+    /// pending retries. Default: keep going (the failed task's dependents are skipped,
+    /// everything independent of it finishes).
+    #[arg(long, conflicts_with = "keep_going")]
+    fail_fast: bool,
+    /// Keep going after a failure: the default, accepted so that older scripts still work.
     #[arg(long)]
     keep_going: bool,
+    /// Where the result goes: `branch` (a branch forge/NAME with one commit per merged
+    /// task; the working tree is not touched), `worktree` (the branch, and the result merged
+    /// three-way into the working tree) or `none` (only the run directory).
+    #[arg(long, default_value = "branch", value_parser = Land::parse)]
+    land: Land,
+    /// The run's name: the branch is forge/NAME (default: the plan file's stem and the
+    /// time, e.g. plan-20261205-211000). An existing branch is never overwritten.
+    #[arg(long)]
+    name: Option<String>,
+    /// Author and committer of the branch's commits, 'Name <email>' (default: the
+    /// repository's user.name and user.email, else 'forge <forge@localhost>').
+    #[arg(long)]
+    author: Option<String>,
     /// A resource pool tasks can ask for with `resources = {NAME = units}` (repeatable).
     #[arg(long = "pool", value_name = "NAME=N", value_parser = parse_pool)]
     pools: Vec<(String, u32)>,
@@ -60,8 +102,8 @@ pub(crate) struct Args {
     /// (overlay in a user namespace, also as root), reflink, copy or worktree.
     #[arg(long, default_value = "auto")]
     staging: String,
-    /// The run directory (journal, plan, views); default: a new directory under the system's
-    /// temporary directory. Must be outside the repository.
+    /// The run directory (journal, plan, views): outside the repository, new or empty;
+    /// default: a new private directory under the system's temporary directory.
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// On a merge conflict: `fail` the task with a report, or `retry` it on the new head
@@ -98,13 +140,19 @@ fn parse_pool(text: &str) -> Result<(String, u32), String> {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     match prepare(args) {
-        Ok((plan, executors, options, run_dir, mode)) => {
+        Ok((plan, executors, options, run_dir, mode, settings)) => {
             if mode != Mode::Json {
                 println!("run directory: {}", run_dir.display());
             }
-            session::drive("run", mode, &run_dir, options, |options| async move {
-                run_engine(&plan, &executors, options).await
-            })
+            let landing = Some((&settings.landing, settings.repo.as_path()));
+            session::drive(
+                "run",
+                mode,
+                &run_dir,
+                options,
+                landing,
+                |options| async move { run_engine(&plan, &executors, options).await },
+            )
         }
         Err(err) => bad_input(&err),
     }
@@ -115,10 +163,22 @@ fn bad_input(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-type Prepared = (ValidatedPlan, Executors, EngineOptions, PathBuf, Mode);
+type Prepared = (
+    ValidatedPlan,
+    Executors,
+    EngineOptions,
+    PathBuf,
+    Mode,
+    Settings,
+);
 
+/// Checks every argument, then (only then) creates the run directory and writes the
+/// settings into it.
 fn prepare(args: Args) -> Result<Prepared, String> {
     let plan = Plan::load(&args.plan).map_err(|e| e.to_string())?;
+    if plan.tasks.is_empty() {
+        return Err(format!("{}: the plan has no tasks", args.plan.display()));
+    }
     let plan = plan.validate().map_err(|err| {
         format!(
             "{} is invalid:\n  {}",
@@ -126,40 +186,75 @@ fn prepare(args: Args) -> Result<Prepared, String> {
             err.to_string().replace('\n', "\n  ")
         )
     })?;
-    let repo =
+    let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let repo = place::find_repository(&cwd)?;
+    // Issue 13 item 17: never start over a working tree an interrupted publish left mixed.
+    if let Some(pending) =
+        forge_core::staging::pending_publish(&repo.top).map_err(|e| e.to_string())?
+    {
+        let pending = pending.display();
+        return Err(format!(
+            "an interrupted publish of the run in {pending} left this working tree half-written; run `forge resume {pending}` first"
+        ));
+    }
     let settings = Settings {
-        repo: repo.clone(),
+        repo: repo.top.clone(),
         executor: args.executor,
         executors_for: args.executors_for,
         resolver: args.resolver,
         jobs: args.jobs,
-        keep_going: args.keep_going,
+        keep_going: !args.fail_fast,
         pools: args.pools,
         staging: args.staging,
         conflicts: args.conflicts,
         scope: args.scope,
+        landing: Landing {
+            land: args.land,
+            name: match args.name {
+                Some(name) => name,
+                None => land::free_default_name(&repo.top, &args.plan)?,
+            },
+            author: args.author,
+        },
     };
-    let run_dir = match args.run_dir {
-        Some(dir) => {
-            std::path::absolute(&dir).map_err(|e| format!("--run-dir {}: {e}", dir.display()))?
-        }
-        None => default_run_dir(&repo),
-    };
-    // Check every option before anything is written.
-    let options = settings.engine_options(&run_dir)?;
+    settings.landing.check(&repo.top)?;
     let executors = settings.executors(&plan.to_plan())?;
-    settings.save(&run_dir)?;
-    Ok((plan, executors, options, run_dir, Mode::pick(args.json)))
-}
+    let explicit_run_dir = match &args.run_dir {
+        Some(dir) => {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| format!("--run-dir {}: {e}", dir.display()))?;
+            place::check_run_dir(&dir, &repo.top)?;
+            Some(dir)
+        }
+        None => None,
+    };
+    // The options are checked here; the run directory they name is filled in once it exists.
+    let mut options = settings.engine_options(explicit_run_dir.as_deref().unwrap_or(&repo.top))?;
 
-/// `$TMPDIR/forge-run-REPO-SECONDS-PID`: new for every run, outside the repository.
-fn default_run_dir(repo: &Path) -> PathBuf {
-    let name = repo
-        .file_name()
-        .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    std::env::temp_dir().join(format!("forge-run-{name}-{secs}-{}", std::process::id()))
+    // Everything is checked: from here on, write.
+    let run_dir = match explicit_run_dir {
+        Some(dir) => {
+            place::create_run_dir(&dir)?;
+            dir
+        }
+        None => place::create_default_run_dir(&repo.top)?,
+    };
+    options.run_dir = run_dir.clone();
+    if let Some(started_in) = &repo.started_in {
+        eprintln!(
+            "forge run: running in the repository at {} (you are in {})",
+            repo.top.display(),
+            started_in.display()
+        );
+    }
+    settings.save(&run_dir)?;
+    Ok((
+        plan,
+        executors,
+        options,
+        run_dir,
+        Mode::pick(args.json),
+        settings,
+    ))
 }

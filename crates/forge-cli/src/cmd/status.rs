@@ -30,6 +30,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
     } else {
         print!("{}", render(&state, plan.as_ref().ok()));
     }
+    // Issue 13 item 17: a publish that started and never finished leaves the tree mixed.
+    if let Ok(Some(generation)) = forge_core::staging::interrupted_publish(&args.run_dir) {
+        let dir = args.run_dir.display();
+        eprintln!(
+            "publish of generation {generation} was interrupted: the working tree holds a mix of two generations; run `forge resume {dir}` to finish it"
+        );
+    }
     ExitCode::SUCCESS
 }
 
@@ -55,6 +62,9 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
                 TaskState::Failed { error } => json!({"state": "failed", "error": error}),
                 TaskState::Skipped { reason } => json!({"state": "skipped", "reason": reason}),
                 TaskState::Cancelled => json!({"state": "cancelled"}),
+                TaskState::Interrupted { attempt } => {
+                    json!({"state": "interrupted", "attempt": attempt})
+                }
                 other => json!({"state": format!("{other:?}")}),
             };
             (id, value)
@@ -68,8 +78,10 @@ pub(crate) fn to_json(state: &RunState, plan: Option<&forge_core::Plan>) -> Stri
     let report = json!({
         "generation": state.generation,
         "published": state.published,
+        "live": state.live,
         "tasks": tasks,
         "conflicts": conflicts,
+        "kept_work": state.kept_work,
         "journal": {
             "torn_tail": state.torn_tail,
             "corrupt_lines": state.corrupt_lines,
@@ -93,7 +105,7 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
     let mut out = String::new();
     let count = |f: fn(&TaskState) -> bool| state.tasks.values().filter(|s| f(s)).count();
     out.push_str(&format!(
-        "generation {}; {} tasks: {} merged, {} failed, {} skipped, {} running or pending{}\n",
+        "generation {}; {} tasks: {} merged, {} failed, {} skipped, {} running or pending{}{}\n",
         state.generation,
         plan.map_or(state.tasks.len(), |p| p.tasks.len()),
         count(|s| matches!(s, TaskState::Merged { .. })),
@@ -108,8 +120,14 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
                     | TaskState::Retrying { .. }
             )
         }),
+        match count(|s| matches!(s, TaskState::Interrupted { .. })) {
+            0 => String::new(),
+            n => format!(", {n} unknown (interrupted)"),
+        },
         if state.published {
             "; published"
+        } else if state.live {
+            "; still running"
         } else {
             "; not published (an interrupted run: `forge resume` finishes it)"
         },
@@ -128,6 +146,10 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
             TaskState::Failed { error } => format!("failed: {error}"),
             TaskState::Skipped { reason } => format!("skipped: {reason}"),
             TaskState::Cancelled => "cancelled".to_owned(),
+            TaskState::Interrupted { attempt } => format!(
+                "unknown: attempt {attempt} was running when the run stopped, and its end was \
+                 never recorded (journal incomplete); `forge resume` runs it again"
+            ),
             other => format!("{other:?}"),
         };
         out.push_str(&format!("  {id}: {line}\n"));
@@ -136,6 +158,12 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
         out.push_str("conflicts:\n");
         for (task, paths) in &state.conflicts {
             out.push_str(&format!("  {task}: {}\n", paths.join(", ")));
+        }
+    }
+    if !state.kept_work.is_empty() {
+        out.push_str("kept work of tasks that did not merge (files/ and changes.json in each):\n");
+        for dir in &state.kept_work {
+            out.push_str(&format!("  {}\n", dir.display()));
         }
     }
     if !state.scope_violations.is_empty() {
@@ -167,6 +195,17 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
         }
     }
     out.push_str(&crate::display::metrics_table(&state.metrics));
+    if !state.corrupt_lines.is_empty() {
+        let lines: Vec<String> = state.corrupt_lines.iter().map(|l| l.to_string()).collect();
+        out.push_str(&format!(
+            "journal damaged: {} record{} not read (line{} {}); what they said is unknown, and \
+             `forge resume` takes what was merged from the layers on disk\n",
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" },
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join(", ")
+        ));
+    }
     if state.torn_tail || !state.corrupt_lines.is_empty() || state.events_lost > 0 {
         out.push_str(&format!(
             "journal: torn last line {}, corrupt lines {:?}, events lost {}\n",

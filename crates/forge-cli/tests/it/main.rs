@@ -1,10 +1,17 @@
 //! Integration tests of the `forge` binary.
 
+#![forbid(unsafe_code)]
+
 mod chaos;
+mod land;
+mod merge_file;
 mod metrics;
 mod plan;
+mod publish;
 mod resume;
 mod run;
+mod signals;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,9 +23,22 @@ fn forge_command(dir: &Path) -> Command {
     command
 }
 
-/// Runs `forge` with `args` in `dir`.
+/// Runs `forge` with `args` in `dir`. A `forge run` without `--land` gets `--land worktree`:
+/// these tests check the result in the working tree (`land.rs` tests the default, a branch).
 pub(crate) fn forge(dir: &Path, args: &[&str]) -> Output {
-    forge_command(dir).args(args).output().expect("forge runs")
+    forge_command(dir)
+        .args(worktree_landing(args))
+        .output()
+        .expect("forge runs")
+}
+
+/// `args`, with `--land worktree` added to a `run` that names no `--land`.
+pub(crate) fn worktree_landing<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") && !args.contains(&"--land") {
+        args.extend(["--land", "worktree"]);
+    }
+    args
 }
 
 /// stdout and stderr as text.
@@ -37,7 +57,17 @@ pub(crate) fn is_root() -> bool {
         .is_ok_and(|o| o.stdout == b"0\n")
 }
 
-/// A repository directory and, beside it (outside the repository), a run directory.
+/// Runs `git init -q` in `dir` (`forge run` needs a git work tree).
+pub(crate) fn git_init(dir: &Path) {
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git init in {}", dir.display());
+}
+
+/// A git repository directory and, beside it (outside the repository), a run directory.
 pub(crate) struct Sandbox {
     tmp: tempfile::TempDir,
     repo: PathBuf,
@@ -48,6 +78,7 @@ impl Sandbox {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         std::fs::create_dir(&repo).expect("mkdir");
+        git_init(&repo);
         Self { tmp, repo }
     }
 
@@ -73,6 +104,9 @@ impl Sandbox {
         command
             .args(["run", "plan.toml", "--run-dir", &self.run_dir()])
             .args(args);
+        if !args.contains(&"--land") {
+            command.args(["--land", "worktree"]);
+        }
         if let Some(step) = kill_at {
             command.env("FORGE_FAULT_KILL_AT_STEP", step.to_string());
         }

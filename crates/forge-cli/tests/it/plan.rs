@@ -112,3 +112,40 @@ fn unreadable_file_exits_2() {
         "forge plan: cannot read plan missing.toml: No such file or directory (os error 2)\n"
     );
 }
+
+/// Durations too large for `Duration` were a panic (exit 101); now an error naming the task
+/// and the field, exit 1 from `forge plan` and 2 from `forge run`.
+#[test]
+fn trust_14_huge_durations_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, plan, needle) in [
+        (
+            "t.toml",
+            "[[task]]\nid = \"a\"\ntimeout = 1e300\n",
+            "task `a`: timeout: invalid duration `1e300`",
+        ),
+        (
+            "j.json",
+            "{\"tasks\": [{\"id\": \"b\", \"timeout\": 1e300}]}",
+            "task `b`: timeout: invalid duration `1e300`",
+        ),
+        (
+            "s.toml",
+            "[[task]]\nid = \"c\"\ntimeout = \"18446744073709551616s\"\n",
+            "task `c`: timeout: invalid duration `18446744073709551616s`",
+        ),
+        (
+            "h.toml",
+            "[[task]]\nid = \"d\"\nduration_hint = 1e300\n",
+            "task `d`: duration_hint: invalid duration `1e300`",
+        ),
+    ] {
+        std::fs::write(dir.path().join(name), plan).expect("write");
+        let out = forge(dir.path(), &["plan", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out).1);
+        assert!(text(&out).1.contains(needle), "{name}: {}", text(&out).1);
+        let out = forge(dir.path(), &["run", name, "--executor", "true"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out).1);
+        assert!(text(&out).1.contains(needle), "{name}: {}", text(&out).1);
+    }
+}

@@ -42,6 +42,9 @@ fn generate(repo: &Path) {
     std::fs::write(repo.join("shared.txt"), lines).expect("write");
 }
 
+/// Every file and directory below `root` with its content, and of the git directory only
+/// `HEAD` and the index (the run branch's commits and refs carry times and the run's name;
+/// forge's own `.git/forge` names the run directory).
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -53,6 +56,9 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
                 .expect("under root")
                 .display()
                 .to_string();
+            if rel.starts_with(".git/") && rel != ".git/HEAD" && rel != ".git/index" {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
                 out.insert(rel, b"dir".to_vec());
@@ -73,9 +79,39 @@ fn forge_run(sandbox: &Sandbox, staging: &str, kill_at: Option<u64>) -> Output {
             "sh -c {prompt}",
             "--staging",
             staging,
+            "--name",
+            "resume-test",
         ],
         kill_at,
     )
+}
+
+/// The run branch's final tree and its commits' `Forge-Task` trailers, sorted (merge order
+/// varies with three jobs; the set of commits and the result must not).
+fn branch(sandbox: &Sandbox) -> (String, Vec<String>) {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(sandbox.path())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tree = git(&["rev-parse", "forge/resume-test^{tree}"]);
+    let log = git(&[
+        "log",
+        "--format=%(trailers:key=Forge-Task,valueonly)",
+        "forge/resume-test",
+    ]);
+    let mut tasks: Vec<String> = log
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    tasks.sort();
+    (tree.trim().to_owned(), tasks)
 }
 
 fn journal_lines(sandbox: &Sandbox) -> u64 {
@@ -104,6 +140,7 @@ fn resume_after_a_kill_at_any_journal_step_gives_the_uninterrupted_tree() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let expected = tree(reference.path());
+    let expected_branch = branch(&reference);
     let steps = journal_lines(&reference);
     assert!(steps > 10, "a run journals every step ({steps})");
 
@@ -156,6 +193,11 @@ fn resume_after_a_kill_at_any_journal_step_gives_the_uninterrupted_tree() {
             tree(sandbox.path()),
             expected,
             "{context}: the tree differs from an uninterrupted run"
+        );
+        assert_eq!(
+            branch(&sandbox),
+            expected_branch,
+            "{context}: the run branch differs from an uninterrupted run's"
         );
     }
     eprintln!(

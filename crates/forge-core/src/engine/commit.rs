@@ -25,6 +25,10 @@ pub struct ConflictReport {
     pub head_generation: u64,
     /// Every conflicted path.
     pub paths: Vec<PathConflict>,
+    /// Where the task's whole change set was kept (`run_dir/kept/<task>-<attempt>`), when
+    /// the conflict ended the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<PathBuf>,
 }
 
 impl std::fmt::Display for ConflictReport {
@@ -40,6 +44,9 @@ impl std::fmt::Display for ConflictReport {
         )?;
         for path in &self.paths {
             write!(f, " {} ({});", path.path, path.what)?;
+        }
+        if let Some(kept) = &self.kept {
+            write!(f, " its changes are kept in {}", kept.display())?;
         }
         Ok(())
     }
@@ -181,6 +188,7 @@ pub(super) fn merge_and_commit(
             base_generation: base,
             head_generation: merged.head,
             paths: merged.conflicts,
+            kept: None,
         }));
     }
     commit_layer(staging, journal, task, merged.head, &merged.layer)
@@ -211,7 +219,8 @@ fn commit_layer(
         task: task.to_owned(),
         generation: head + 1,
     })?;
-    let generation = staging.commit(layer)?;
+    // The layer carries the task's id: where journal records are damaged, resume trusts it.
+    let generation = staging.commit_for(task, layer)?;
     // No fsync needed here: if this record is lost, resume finds `commit_started` (fsynced
     // above) and layer `generation` in staging, and rolls the commit forward. Saves one fsync
     // (2.5-5 ms on this kind of disk) per commit, and commits are serialized.

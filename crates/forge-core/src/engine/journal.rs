@@ -24,6 +24,9 @@ pub type JournalHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 const PLAN_FILE: &str = "plan.json";
 const JOURNAL_FILE: &str = "journal.jsonl";
+/// Locked (`flock`, exclusive) by the process running or resuming the run, for as long as it
+/// writes the journal: the kernel drops the lock when the process ends, however it ends.
+const LOCK_FILE: &str = "run.lock";
 
 /// A run directory: `plan.json` (the plan as run), `journal.jsonl` (every event, one JSON
 /// record a line) and the staging data (layers, views) beside them.
@@ -96,6 +99,39 @@ impl RunDir {
         Plan::load(&path).map_err(|e| self.error(format!("cannot load {}: {e}", path.display())))
     }
 
+    /// Takes the run directory's lock for this process, so that no second process runs or
+    /// resumes it at the same time and `status` knows the run is live.
+    pub(super) fn lock(&self) -> Result<std::fs::File, EngineError> {
+        use rustix::fs::{FlockOperation, flock};
+        let path = self.path.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.io_error("create", &path, &e))?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(self.error(
+                "is in use by another forge process (a run or a resume of it is still going)"
+                    .to_owned(),
+            )),
+            Err(e) => Err(self.io_error("lock", &path, &e.into())),
+        }
+    }
+
+    /// Whether a process holds the run directory's lock: the run is going on right now.
+    pub fn is_live(&self) -> bool {
+        use rustix::fs::{FlockOperation, flock};
+        let Ok(file) = std::fs::File::open(self.path.join(LOCK_FILE)) else {
+            return false;
+        };
+        matches!(
+            flock(&file, FlockOperation::NonBlockingLockShared),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        )
+    }
+
     pub(super) fn io_error(&self, op: &str, path: &Path, e: &std::io::Error) -> EngineError {
         EngineError::RunDir {
             path: self.path.clone(),
@@ -115,6 +151,9 @@ impl RunDir {
 /// that task's `task_started`).
 pub(super) struct JournalWriter {
     journal: Journal<Event>,
+    /// The run directory's lock, held while this writer lives or until
+    /// [`JournalWriter::release`].
+    lock: parking_lot::Mutex<Option<std::fs::File>>,
     steps: AtomicU64,
     hook: Option<JournalHook>,
     /// While the drain runs: where the engine's own records go.
@@ -129,27 +168,39 @@ struct Ordered {
 }
 
 impl JournalWriter {
+    /// Lets go of the run directory's lock: the run is over for this process, even if a
+    /// detached piece of work (a commit finishing on the blocking pool after its attempt was
+    /// given up) still holds a reference to this writer.
+    pub(super) fn release(&self) {
+        drop(self.lock.lock().take());
+    }
+
+    /// A new journal in `dir`, whose lock (see [`RunDir::lock`]) the caller took.
     pub(super) fn create(
         dir: &RunDir,
+        lock: std::fs::File,
         policy: FsyncPolicy,
         hook: Option<JournalHook>,
     ) -> Result<Self, EngineError> {
         let journal = Journal::create(&dir.journal_path(), policy).map_err(journal_error)?;
-        Ok(Self::new(journal, hook))
+        Ok(Self::new(journal, lock, hook))
     }
 
+    /// The journal of `dir`, to append to; the caller took the directory's lock.
     pub(super) fn open(
         dir: &RunDir,
+        lock: std::fs::File,
         policy: FsyncPolicy,
         hook: Option<JournalHook>,
     ) -> Result<Self, EngineError> {
         let journal = Journal::open_append(&dir.journal_path(), policy).map_err(journal_error)?;
-        Ok(Self::new(journal, hook))
+        Ok(Self::new(journal, lock, hook))
     }
 
-    fn new(journal: Journal<Event>, hook: Option<JournalHook>) -> Self {
+    fn new(journal: Journal<Event>, lock: std::fs::File, hook: Option<JournalHook>) -> Self {
         Self {
             journal,
+            lock: parking_lot::Mutex::new(Some(lock)),
             steps: AtomicU64::new(0),
             hook,
             ordered: parking_lot::Mutex::new(None),
@@ -274,10 +325,7 @@ fn is_engine_record(event: &Event) -> bool {
 }
 
 fn journal_error(e: forge_events::JournalError) -> EngineError {
-    EngineError::RunDir {
-        path: e.path().to_path_buf(),
-        message: e.to_string(),
-    }
+    EngineError::Journal(e)
 }
 
 /// The task writing bus events to the journal.
@@ -331,6 +379,13 @@ pub enum TaskState {
     },
     /// It was cancelled.
     Cancelled,
+    /// An attempt was running when the run stopped (a crash, a kill, a full disk that kept
+    /// its end from being recorded): how it ended is unknown. Only for a run that no
+    /// process is running any more; a resume runs it again.
+    Interrupted {
+        /// The attempt that was running.
+        attempt: u32,
+    },
 }
 
 /// What a run's journal says: tasks, generations, conflicts, lock waits, timing.
@@ -353,12 +408,20 @@ pub struct RunState {
     pub spans: BTreeMap<String, (u64, u64)>,
     /// Whether the run finished and published.
     pub published: bool,
+    /// Whether a process is running (or resuming) the run right now.
+    pub live: bool,
     /// Whether the journal's last line was torn (the process died while writing it).
     pub torn_tail: bool,
     /// Corrupt lines in the middle of the journal (1-based line numbers).
     pub corrupt_lines: Vec<usize>,
     /// Events lost by the journal writer falling behind the bus.
     pub events_lost: u64,
+    /// Tasks found merged by their layer on disk although their journal records were
+    /// damaged (filled in by resume).
+    pub recovered_from_layers: Vec<String>,
+    /// Change sets of tasks that did not merge (conflicts, writes outside their scope),
+    /// kept in the run directory: one directory each, see `changes.json` inside.
+    pub kept_work: Vec<PathBuf>,
     /// Queue wait, lock wait, run and merge times, counters and critical path, derived from
     /// the journal's events and timestamps (see [`MetricsRecorder`]); per executor when the
     /// run directory's plan is readable.
@@ -377,6 +440,16 @@ impl RunState {
     pub fn load(dir: &RunDir) -> Result<RunState, EngineError> {
         let recovered =
             forge_events::read_journal::<Event>(&dir.journal_path()).map_err(journal_error)?;
+        if recovered.records.is_empty()
+            && (recovered.torn_tail.is_some() || !recovered.corrupt.is_empty())
+        {
+            let lines = recovered.corrupt.len() + usize::from(recovered.torn_tail.is_some());
+            return Err(dir.error(format!(
+                "{} is not a forge journal: none of its {lines} line{} is a forge record",
+                dir.journal_path().display(),
+                if lines == 1 { "" } else { "s" }
+            )));
+        }
         let mut state = RunState {
             torn_tail: recovered.torn_tail.is_some(),
             corrupt_lines: recovered.corrupt.iter().map(|c| c.line).collect(),
@@ -392,6 +465,16 @@ impl RunState {
             recorder.observe(&record.event, record.ts_ms);
         }
         state.metrics = recorder.snapshot();
+        state.kept_work = super::kept::list(dir.path());
+        state.live = dir.is_live();
+        if !state.live {
+            // Nobody runs these any more: their end was never recorded.
+            for task in state.tasks.values_mut() {
+                if let TaskState::Running { attempt } = *task {
+                    *task = TaskState::Interrupted { attempt };
+                }
+            }
+        }
         Ok(state)
     }
 
@@ -513,6 +596,33 @@ impl RunState {
             self.apply(&event, 0);
         }
         self.generation = staging_head;
+        Ok(())
+    }
+
+    /// Trusts the layers on disk over the journal: every committed layer names the task that
+    /// committed it, so a task whose `commit_started` / `task_merged` records were damaged
+    /// (and are therefore not read) is still known to be merged, and is never applied twice.
+    /// Its `task_merged` record is written again now.
+    pub(super) fn settle_committed_layers(
+        &mut self,
+        labels: &[(u64, Option<String>)],
+        plan: &Plan,
+        journal: &JournalWriter,
+    ) -> Result<(), EngineError> {
+        for (generation, label) in labels {
+            let Some(task) = label else { continue };
+            if self.is_merged(task) || !plan.tasks.iter().any(|t| &t.id == task) {
+                continue;
+            }
+            let event = Event::TaskMerged {
+                task: task.clone(),
+                generation: *generation,
+                paths: 0,
+            };
+            journal.append_commit_point(&event)?;
+            self.apply(&event, 0);
+            self.recovered_from_layers.push(task.clone());
+        }
         Ok(())
     }
 

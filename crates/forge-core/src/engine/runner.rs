@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::commit::{self, ConflictReport, Merged};
 use super::journal::JournalWriter;
+use super::kept::{self, Reason};
 use super::locks::{self, AttemptLocks};
 use super::{ConflictPolicy, EngineOptions, ScopePolicy, StaleReadPolicy};
 use crate::event::Event;
@@ -80,6 +81,8 @@ pub(super) struct EngineRunner {
     conflict_policy: ConflictPolicy,
     scope: ScopePolicy,
     stale_reads: StaleReadPolicy,
+    /// The run directory, where the work of tasks that did not merge is kept.
+    run_dir: std::path::PathBuf,
 }
 
 /// What one pass (view, execute, collect, merge) ended with.
@@ -113,6 +116,7 @@ impl EngineRunner {
             conflict_policy: options.conflicts.clone(),
             scope: options.scope,
             stale_reads: options.stale_reads,
+            run_dir: options.run_dir.clone(),
         }
     }
 
@@ -155,9 +159,12 @@ impl EngineRunner {
                             conflict_reruns += 1;
                         }
                         ConflictPolicy::Resolve { executor } => {
-                            return self.resolve(&ctx, executor, report, &changes, base).await;
+                            return self.resolve(&ctx, executor, report, changes, base).await;
                         }
-                        _ => return Err(self.fail_conflict(report)),
+                        _ => {
+                            let kept = self.keep(&ctx, Reason::Conflict, base, changes).await;
+                            return Err(self.fail_conflict(report, kept));
+                        }
                     }
                 }
             }
@@ -182,9 +189,12 @@ impl EngineRunner {
             cancel: ctx.cancel.clone(),
             held: Mutex::default(),
         });
+        // The locks the agent takes while running are held until its change is committed,
+        // like the declared ones: released when the executor returns, they let a waiting
+        // task open its view on the generation before this commit and conflict with it.
         let job = ctx
             .job(view.path().to_path_buf())
-            .with_locks(attempt_locks)
+            .with_locks(attempt_locks.clone())
             .with_namespace(view.namespace().cloned());
         let output = ctx.executor.execute(job).await?;
 
@@ -204,13 +214,20 @@ impl EngineRunner {
                 .iter()
                 .map(|r| format!("{} ({:?})", r.path, r.reason))
                 .collect();
-            return Err(ExecError::fatal(format!(
+            let error = ExecError::fatal(format!(
                 "task {} left entries forge does not merge: {}",
                 task.id,
                 list.join(", ")
-            )));
+            ));
+            drop(view);
+            let kept = self.keep(ctx, Reason::Rejected, base, changes).await;
+            return Err(with_kept(error, kept));
         }
-        self.check_scope(task, writes, &changes)?;
+        if let Err(error) = self.check_scope(task, writes, &changes) {
+            drop(view);
+            let kept = self.keep(ctx, Reason::Scope, base, changes).await;
+            return Err(with_kept(error, kept));
+        }
 
         let staging = self.staging.clone();
         let journal = self.journal.clone();
@@ -232,6 +249,7 @@ impl EngineRunner {
         })
         .await?
         .map_err(|e| ExecError::fatal(format!("task {}: merging failed: {e}", task.id)))?;
+        drop(attempt_locks);
         drop(view);
         if !stale.is_empty() {
             // Merged anyway, or about to run again: either way, say which reads went stale.
@@ -263,7 +281,7 @@ impl EngineRunner {
 
     async fn open_view(&self, task: &Task, attempt: u32) -> Result<View, ExecError> {
         let staging = self.staging.clone();
-        let name = view_name(&task.id, attempt);
+        let name = view_name(&task.id, ViewRole::Attempt, attempt);
         let generation = staging.head();
         let view = blocking(&task.id, move || staging.create_view(generation, &name))
             .await?
@@ -317,10 +335,41 @@ impl EngineRunner {
         }
     }
 
-    fn fail_conflict(&self, report: ConflictReport) -> ExecError {
-        let error = ExecError::fatal(report.to_string());
+    /// The error of a task whose conflict ends it; the report is kept for the outcome,
+    /// with where the task's change set was kept.
+    fn fail_conflict(
+        &self,
+        mut report: ConflictReport,
+        kept: Result<std::path::PathBuf, String>,
+    ) -> ExecError {
+        let error = match kept {
+            Ok(dir) => {
+                report.kept = Some(dir);
+                ExecError::fatal(report.to_string())
+            }
+            Err(why) => ExecError::fatal(format!("{report} its changes could not be kept: {why}")),
+        };
         self.conflicts.lock().push((report.task.clone(), report));
         error
+    }
+
+    /// Writes the change set of an attempt that will not merge to the run directory (see
+    /// [`kept`]), off the async threads.
+    async fn keep(
+        &self,
+        ctx: &AttemptCtx,
+        reason: Reason,
+        base: u64,
+        changes: ChangeSet,
+    ) -> Result<std::path::PathBuf, String> {
+        let run_dir = self.run_dir.clone();
+        let task = ctx.task.id.clone();
+        let attempt = ctx.attempt;
+        blocking(&ctx.task.id, move || {
+            kept::keep(&run_dir, &task, attempt, reason, base, &changes)
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Hands the conflicted files, with markers, to the resolver executor in a fresh view
@@ -330,16 +379,17 @@ impl EngineRunner {
         ctx: &AttemptCtx,
         resolver: &str,
         report: ConflictReport,
-        changes: &ChangeSet,
+        original: ChangeSet,
         base: u64,
     ) -> Result<ExecOutput, ExecError> {
         let task = &ctx.task;
         let Some(executor) = self.executors.get(resolver).cloned() else {
-            return Err(self.fail_conflict(report));
+            let kept = self.keep(ctx, Reason::Conflict, base, original).await;
+            return Err(self.fail_conflict(report, kept));
         };
         let staging = self.staging.clone();
-        let name = view_name(&format!("{}-resolve", task.id), ctx.attempt);
-        let changes = changes.clone();
+        let name = view_name(&task.id, ViewRole::Resolve, ctx.attempt);
+        let changes = original.clone();
         let (view, files) = blocking(&task.id, move || {
             // The attempt's changes merged into the head, conflicted files with markers.
             let merged =
@@ -397,21 +447,23 @@ impl EngineRunner {
         })
         .await?
         .map_err(|e| ExecError::fatal(format!("task {}: merging the resolution: {e}", task.id)))?;
-        match merged {
+        let report = match merged {
             Ok(Merged::Committed { generation, paths }) => {
                 self.announce_commit(&task.id, generation, paths);
-                Ok(output)
+                return Ok(output);
             }
-            Ok(Merged::Conflict(report)) => Err(self.fail_conflict(report)),
-            Err(unresolved) => Err(self.fail_conflict(ConflictReport {
+            Ok(Merged::Conflict(report)) => report,
+            Err(unresolved) => ConflictReport {
                 paths: report
                     .paths
                     .into_iter()
                     .filter(|p| unresolved.contains(&p.path))
                     .collect(),
                 ..report
-            })),
-        }
+            },
+        };
+        let kept = self.keep(ctx, Reason::Conflict, base, original).await;
+        Err(self.fail_conflict(report, kept))
     }
 }
 
@@ -419,6 +471,16 @@ impl AttemptRunner for EngineRunner {
     fn run_attempt(&self, ctx: AttemptCtx) -> BoxFuture<'_, Result<ExecOutput, ExecError>> {
         Box::pin(self.attempt(ctx))
     }
+}
+
+/// `error`, saying where the attempt's changes were kept (or why they could not be).
+fn with_kept(error: ExecError, kept: Result<std::path::PathBuf, String>) -> ExecError {
+    let note = match kept {
+        Ok(dir) => format!("its changes are kept in {}", dir.display()),
+        Err(why) => format!("its changes could not be kept: {why}"),
+    };
+    ExecError::new(error.class(), format!("{}; {note}", error.message()))
+        .with_output_tail(error.output_tail())
 }
 
 fn parse_all(task: &str, patterns: &[String]) -> Result<Vec<Pattern>, ExecError> {
@@ -432,8 +494,12 @@ fn changes_paths(changes: &ChangeSet) -> Vec<String> {
     changes.changes.iter().map(|c| c.path.clone()).collect()
 }
 
-/// A file-system-safe view name: the task id with anything unusual replaced, and the attempt.
-fn view_name(task: &str, attempt: u32) -> String {
+/// A file-system-safe view name, unique per task id, role and attempt: the id with anything
+/// unusual replaced and cut to 48 characters (for people reading the run directory), a hash
+/// of the whole id (so `a b` and `a_b`, or two ids sharing their first 48 characters, get
+/// different views), the role (`resolve` for a conflict resolution's view) and the attempt.
+fn view_name(task: &str, role: ViewRole, attempt: u32) -> String {
+    use std::hash::Hasher as _;
     let safe: String = task
         .chars()
         .map(|c| {
@@ -443,9 +509,25 @@ fn view_name(task: &str, attempt: u32) -> String {
                 '_'
             }
         })
-        .take(64)
+        .take(48)
         .collect();
-    format!("{safe}-{attempt}")
+    // FxHasher is deterministic (no random seed), so a name is the same in every process.
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(task.as_bytes());
+    let hash = hasher.finish();
+    match role {
+        ViewRole::Attempt => format!("{safe}-{hash:016x}-{attempt}"),
+        ViewRole::Resolve => format!("{safe}-{hash:016x}-resolve-{attempt}"),
+    }
+}
+
+/// What a view is for.
+#[derive(Debug, Clone, Copy)]
+enum ViewRole {
+    /// A task's attempt.
+    Attempt,
+    /// The conflict resolution after a task's attempt.
+    Resolve,
 }
 
 fn has_markers(data: &[u8]) -> bool {

@@ -598,3 +598,5 @@ async fn deleting_a_directory_keeps_what_the_head_added_to_it() {
         );
     }
 }
+
+mod trust;

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::event::LogStream;
 use crate::executor::ProgressSink;
+use crate::scheduler::MAX_RATE_LIMIT_PAUSE;
 
 /// Marker appended to a line cut at the length limit.
 pub(crate) const TRUNCATED: &str = " [line truncated]";
@@ -62,6 +63,20 @@ impl Captured {
     }
 }
 
+/// The delay of a `forge:retry-after SECONDS` value: a finite, non-negative number of seconds
+/// (fractions allowed), capped at [`MAX_RATE_LIMIT_PAUSE`]; `None` for anything else (empty,
+/// negative, NaN, infinite, not a number), which the caller treats as no header.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    if secs >= MAX_RATE_LIMIT_PAUSE.as_secs_f64() {
+        return Some(MAX_RATE_LIMIT_PAUSE);
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 /// Reads `reader` to its end, line by line, reporting each line (cut at `max_line` bytes) to
 /// `progress` and keeping the tail in `captured`.
 pub(crate) async fn pump<R: AsyncRead + Unpin>(
@@ -104,12 +119,11 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(
                 let mut captured = captured.lock();
                 captured.total_bytes += consumed as u64;
                 captured.push_line(&line);
-                if let Some(secs) = text.strip_prefix(RETRY_AFTER_PREFIX)
-                    && let Ok(secs) = secs.trim().parse::<f64>()
-                    && secs.is_finite()
-                    && secs >= 0.0
-                {
-                    captured.retry_after = Some(Duration::from_secs_f64(secs));
+                if let Some(value) = text.strip_prefix(RETRY_AFTER_PREFIX) {
+                    // A malformed value counts as no header (the last good one stays).
+                    if let Some(delay) = parse_retry_after(value) {
+                        captured.retry_after = Some(delay);
+                    }
                 }
             }
             match text.strip_prefix(PROGRESS_PREFIX) {
@@ -187,5 +201,42 @@ mod tests {
                 log("forge:progress nope")
             ]
         );
+    }
+
+    #[test]
+    fn trust_13_retry_after_is_validated_and_capped() {
+        let day = MAX_RATE_LIMIT_PAUSE;
+        for (value, expected) in [
+            ("30", Some(Duration::from_secs(30))),
+            (" 1.5 ", Some(Duration::from_millis(1500))),
+            ("0", Some(Duration::ZERO)),
+            ("100000000000000000", Some(day)),
+            ("1e300", Some(day)),
+            ("86401", Some(day)),
+            ("-1", None),
+            ("NaN", None),
+            ("inf", None),
+            ("soon", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_retry_after(value), expected, "value {value:?}");
+        }
+    }
+
+    #[test]
+    fn trust_13_a_huge_retry_after_line_does_not_panic_the_reader() {
+        let captured = Mutex::new(Captured::new(100));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let input: &[u8] = b"forge:retry-after 7\nforge:retry-after 1e300\nforge:retry-after x\n";
+        rt.block_on(pump(
+            input,
+            LogStream::Stdout,
+            100,
+            &ProgressSink::discard(),
+            &captured,
+        ));
+        assert_eq!(captured.lock().retry_after, Some(MAX_RATE_LIMIT_PAUSE));
     }
 }

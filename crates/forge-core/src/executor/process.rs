@@ -22,6 +22,38 @@ pub const EXIT_RETRYABLE: i32 = 75;
 /// `forge:retry-after SECONDS` line printed, else [`ProcessExecutor::rate_limit_delay`].
 pub const EXIT_RATE_LIMITED: i32 = 76;
 
+/// Inherited variables a child never gets, because they can point at the repository (or at
+/// the directory forge was started in) rather than at the task's view. `PWD` is not listed:
+/// it is set to the view.
+pub(crate) const REPOSITORY_ENV: &[&str] = &[
+    "OLDPWD",
+    // git: `git rev-parse --local-env-vars`, which git itself clears when it changes
+    // repository.
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+    // npm, yarn and pnpm scripts: where the package manager was started.
+    "INIT_CWD",
+    "PROJECT_CWD",
+    "npm_config_local_prefix",
+    "npm_package_json",
+    "PNPM_SCRIPT_SRC_DIR",
+    // `cargo run` / `cargo test`: the manifest of whatever started forge.
+    "CARGO_MANIFEST_DIR",
+];
+
 /// Runs each attempt as a child process built from an argv template.
 ///
 /// Placeholders `{prompt}`, `{task}`, `{workdir}` and `{attempt}` are replaced inside each
@@ -29,6 +61,17 @@ pub const EXIT_RATE_LIMITED: i32 = 76;
 /// (joining the view's namespace first when [`Job::namespace`] is set, so `{workdir}` and
 /// `FORGE_WORKDIR` are [`Job::process_workdir`]), with stdin closed, in a new process
 /// group, with `FORGE_TASK`, `FORGE_ATTEMPT` and `FORGE_WORKDIR` set.
+///
+/// **Environment.** The child inherits forge's environment, corrected so that nothing in it
+/// points at the repository instead of the view: `PWD` is the child's working directory
+/// (the view), and `OLDPWD`, git's repository variables (the ones `git rev-parse
+/// --local-env-vars` lists: `GIT_DIR`, `GIT_WORK_TREE`, `GIT_INDEX_FILE`,
+/// `GIT_OBJECT_DIRECTORY`, `GIT_COMMON_DIR`, ...) and the package managers' record of where
+/// they were started (`INIT_CWD`, `PROJECT_CWD`, `npm_config_local_prefix`,
+/// `npm_package_json`, `PNPM_SCRIPT_SRC_DIR`) and `CARGO_MANIFEST_DIR` are removed.
+/// `GIT_CEILING_DIRECTORIES` is kept: it can only stop git's search for
+/// a repository, never lead it to one. Variables set with [`env`](Self::env) are applied
+/// last and win.
 ///
 /// **Shutdown.** On cancellation or timeout the whole group (grandchildren included) gets
 /// SIGTERM, then SIGKILL after [`grace`](Self::grace) (default 5 s). When the child exits by
@@ -46,7 +89,7 @@ pub const EXIT_RATE_LIMITED: i32 = 76;
 /// |---|---|
 /// | 0 | success |
 /// | 75 (`EX_TEMPFAIL`) | retryable |
-/// | 76 | rate limited: pause this executor for the last `forge:retry-after SECONDS` printed, else 60 s |
+/// | 76 | rate limited: pause this executor for the last valid `forge:retry-after SECONDS` printed (cut to 24 h and the task's timeout; a malformed value counts as none), else 60 s; the run's rate-limit budget bounds the pauses |
 /// | 126, 127 (cannot execute, not found), or the command cannot be started | fatal |
 /// | codes listed with [`fatal_exit_codes`](Self::fatal_exit_codes) | fatal |
 /// | any other non-zero code, or killed by a signal it did not get from us | retryable (so a task's `retries` apply) |
@@ -178,7 +221,11 @@ impl ProcessExecutor {
             .env("FORGE_TASK", &job.task.id)
             .env("FORGE_ATTEMPT", job.attempt.to_string())
             .env("FORGE_WORKDIR", job.process_workdir())
+            .env("PWD", job.process_workdir())
             .process_group(0);
+        for key in REPOSITORY_ENV {
+            command.env_remove(key);
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }

@@ -2,17 +2,24 @@
 //!
 //! A bare number (in TOML or JSON) is read as seconds. Durations are written back in the
 //! shortest exact form, so a plan survives a load/save round trip unchanged.
+//!
+//! Every duration is at most [`MAX_DURATION`] (a year): the arithmetic is checked, so no text
+//! or number makes the parser panic, and later sums of durations (critical paths, deadlines)
+//! stay far from overflowing.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserialize, Serializer};
+
+/// The longest duration a plan may hold: 365 days (`"8760h"`).
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Parses `"1h30m"`, `"10m"`, `"30s"`, `"500ms"`, `"250us"` (a sum of number-unit parts).
 ///
 /// # Errors
 ///
-/// Returns a message naming the text when it is empty, has a part without a unit, or uses an
-/// unknown unit.
+/// Returns a message naming the text when it is empty, has a part without a unit, uses an
+/// unknown unit, or adds up to more than [`MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -53,9 +60,26 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += Duration::from_secs_f64(number * seconds_per_unit);
+        total = Duration::try_from_secs_f64(number * seconds_per_unit)
+            .ok()
+            .and_then(|part| total.checked_add(part))
+            .filter(|sum| *sum <= MAX_DURATION)
+            .ok_or_else(|| too_long(text))?;
     }
     Ok(total)
+}
+
+/// A number of seconds as written, in exponent form when large (`1e300`, not 301 digits).
+fn show_seconds(secs: f64) -> String {
+    if secs.abs() >= 1e15 {
+        format!("{secs:e}")
+    } else {
+        secs.to_string()
+    }
+}
+
+fn too_long(text: &str) -> String {
+    format!("invalid duration `{text}`: longer than the limit of 8760h (365 days)")
 }
 
 /// Formats a duration in the shortest exact form `parse_duration` reads back.
@@ -86,42 +110,41 @@ pub(crate) fn format_duration(duration: Duration) -> String {
     out
 }
 
-#[derive(Deserialize)]
+/// A duration as written in a plan file, before it is checked: text or a number of seconds.
+/// Checking is left to [`Raw::to_duration`] so that the error can name the task and field.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum Raw {
+pub(crate) enum Raw {
+    /// `"10m"`.
     Text(String),
+    /// `30` or `1.5` (seconds).
     Seconds(f64),
 }
 
-fn from_raw(raw: Raw) -> Result<Duration, String> {
-    match raw {
-        Raw::Text(text) => parse_duration(&text),
-        Raw::Seconds(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
-        Raw::Seconds(secs) => Err(format!("invalid duration `{secs}`: must be >= 0 seconds")),
+impl Raw {
+    /// The duration, or why it is not one (naming the value as written).
+    pub(crate) fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            Raw::Text(text) => parse_duration(text),
+            Raw::Seconds(secs) if secs.is_nan() || *secs < 0.0 => Err(format!(
+                "invalid duration `{secs}`: must be a number of seconds >= 0"
+            )),
+            Raw::Seconds(secs) => Duration::try_from_secs_f64(*secs)
+                .ok()
+                .filter(|d| *d <= MAX_DURATION)
+                .ok_or_else(|| too_long(&show_seconds(*secs))),
+        }
     }
 }
 
-/// Serde adapter for `Option<Duration>` fields.
-pub(crate) mod option {
-    use super::*;
-
-    pub(crate) fn serialize<S: Serializer>(
-        value: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(duration) => serializer.serialize_str(&format_duration(*duration)),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let raw: Option<Raw> = Option::deserialize(deserializer)?;
-        raw.map(from_raw)
-            .transpose()
-            .map_err(serde::de::Error::custom)
+/// Serializes `Option<Duration>` fields in the shortest exact text form.
+pub(crate) fn serialize_option<S: Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(duration) => serializer.serialize_str(&format_duration(*duration)),
+        None => serializer.serialize_none(),
     }
 }
 

@@ -94,11 +94,64 @@ fn parse_errors_name_the_problem() {
     );
     check_error(
         "[[task]]\nid = \"a\"\ntimeout = \"soon\"\n",
-        "invalid toml plan: TOML parse error at line 3, column 11\n  |\n3 | timeout = \"soon\"\n  |           ^^^^^^\ninvalid duration `soon`: expected a number",
+        "invalid toml plan: TOML parse error at line 1, column 1\n  |\n1 | [[task]]\n  | ^^^^^^^^\ntask `a`: timeout: invalid duration `soon`: expected a number",
     );
     check_error(
         r#"{"tasks": [{"key": "A-1", "dependencies": "A-0"}]}"#,
         "invalid droidz json plan: invalid type: string \"A-0\", expected a sequence at line 1 column 47",
+    );
+}
+
+/// The last line of a parse error (TOML puts the source excerpt before it).
+#[track_caller]
+fn error_message(text: &str) -> String {
+    let err = Plan::parse(text).expect_err("must not parse").to_string();
+    err.lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn trust_14_huge_durations_are_errors_naming_task_and_field() {
+    let limit = "longer than the limit of 8760h (365 days)";
+    for (text, expected) in [
+        (
+            "[[task]]\nid = \"a\"\ntimeout = 1e300\n",
+            format!("task `a`: timeout: invalid duration `1e300`: {limit}"),
+        ),
+        (
+            r#"{"tasks": [{"id": "j", "timeout": 1e300}]}"#,
+            format!(
+                "invalid json plan: task `j`: timeout: invalid duration `1e300`: {limit} at line 1 column 41"
+            ),
+        ),
+        (
+            "[[task]]\nid = \"b\"\ntimeout = \"18446744073709551616s\"\n",
+            format!("task `b`: timeout: invalid duration `18446744073709551616s`: {limit}"),
+        ),
+        (
+            "[[task]]\nid = \"c\"\ntimeout = \"5000h5000h\"\n",
+            format!("task `c`: timeout: invalid duration `5000h5000h`: {limit}"),
+        ),
+        (
+            "[[task]]\nid = \"d\"\nduration_hint = 1e300\n",
+            format!("task `d`: duration_hint: invalid duration `1e300`: {limit}"),
+        ),
+        (
+            "[[task]]\nid = \"e\"\ntimeout = -1\n",
+            "task `e`: timeout: invalid duration `-1`: must be a number of seconds >= 0".to_owned(),
+        ),
+    ] {
+        assert_eq!(error_message(text), expected, "{text}");
+    }
+    // Exponents are not units: `1.8e19s1.8e19s` is a number, an unknown unit `e`, ...
+    assert_eq!(
+        error_message("[[task]]\nid = \"f\"\ntimeout = \"1.8e19s1.8e19s\"\n"),
+        "task `f`: timeout: invalid duration `1.8e19s1.8e19s`: unknown unit `e` (use h, m, s, ms or us)"
+    );
+    // The limit itself is fine.
+    let plan = Plan::parse("[[task]]\nid = \"g\"\ntimeout = \"8760h\"\n").expect("a year");
+    assert_eq!(
+        plan.tasks[0].timeout,
+        Some(Duration::from_secs(365 * 24 * 3600))
     );
 }
 
@@ -122,4 +175,18 @@ fn load_names_the_file() {
             bad.display()
         )
     );
+}
+
+#[test]
+fn trust_20_droidz_near_miss_field_is_an_error() {
+    check_error(
+        r#"{"tasks": [{"key": "A-1"}, {"key": "A-2", "dependecies": ["A-1"], "status": "todo"}]}"#,
+        "invalid droidz json plan: task `A-2`: unknown field `dependecies`, did you mean `dependencies`?",
+    );
+    // Fields far from the known ones are Droidz's own and stay ignored.
+    let plan = Plan::parse(
+        r#"{"tasks": [{"key": "A-1", "status": "todo", "estimate": 3, "labels": ["x"]}]}"#,
+    )
+    .expect("extra fields are fine");
+    assert_eq!(plan.tasks[0].id, "A-1");
 }

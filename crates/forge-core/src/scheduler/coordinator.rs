@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::outcome::{RunOutcome, SkipReason, TaskOutcome};
 use super::rank::Ranks;
-use super::{AttemptCtx, AttemptRunner, Backoff, DirectRunner, EventBus, RunError, RunOptions};
+use super::{
+    AttemptCtx, AttemptRunner, Backoff, DirectRunner, EventBus, MAX_RATE_LIMIT_PAUSE, RunError,
+    RunOptions,
+};
 use crate::event::Event;
 use crate::executor::{
     ErrorClass, ExecError, ExecOutput, Executor, Executors, Progress, ProgressSink,
@@ -101,8 +104,11 @@ pub(super) struct Coordinator<'p> {
     backoff: Backoff,
     stop_grace: Duration,
     max_rate_limit_waits: u32,
+    max_rate_limit_total: Duration,
     seed: Option<u64>,
     run_cancel: CancellationToken,
+    /// Cancelled to drop every running attempt at once.
+    run_abort: CancellationToken,
     /// Child of `run_cancel`; cancelled to stop every attempt (fail-fast or cancel).
     attempts_token: CancellationToken,
     bus: Option<EventBus>,
@@ -123,6 +129,8 @@ pub(super) struct Coordinator<'p> {
     state: Vec<State>,
     attempts: Vec<u32>,
     rate_waits: Vec<u32>,
+    /// Time each task has spent paused by rate limits so far.
+    rate_paused: Vec<Duration>,
     outcomes: Vec<Option<TaskOutcome>>,
     ready: BinaryHeap<ReadyKey>,
     ranks: Ranks,
@@ -211,8 +219,10 @@ impl<'p> Coordinator<'p> {
             backoff: options.backoff,
             stop_grace: options.stop_grace,
             max_rate_limit_waits: options.max_rate_limit_waits,
+            max_rate_limit_total: options.max_rate_limit_total,
             seed: options.seed,
             run_cancel: options.cancel,
+            run_abort: options.abort,
             attempts_token,
             bus: options.bus,
             workdir: Arc::from(options.workdir.as_path()),
@@ -230,6 +240,7 @@ impl<'p> Coordinator<'p> {
             state: vec![State::Waiting; n_tasks],
             attempts: vec![0; n_tasks],
             rate_waits: vec![0; n_tasks],
+            rate_paused: vec![Duration::ZERO; n_tasks],
             outcomes: vec![None; n_tasks],
             ready: BinaryHeap::new(),
             ranks: Ranks::new(plan),
@@ -273,6 +284,10 @@ impl<'p> Coordinator<'p> {
         let cancelled = run_cancel.cancelled();
         tokio::pin!(cancelled);
         let mut cancel_seen = false;
+        let run_abort = self.run_abort.clone();
+        let aborted = run_abort.cancelled();
+        tokio::pin!(aborted);
+        let mut abort_seen = false;
         let mut ended = Vec::with_capacity(64);
         loop {
             if self.stop.is_none() {
@@ -291,6 +306,15 @@ impl<'p> Coordinator<'p> {
                 () = &mut cancelled, if !cancel_seen => {
                     cancel_seen = true;
                     self.begin_stop(Stop::Cancelled);
+                }
+                () = &mut aborted, if !abort_seen => {
+                    abort_seen = true;
+                    self.begin_stop(Stop::Cancelled);
+                    // Dropped attempts still report (see `Report`).
+                    self.stop_deadline = None;
+                    for handle in self.handles.iter().flatten() {
+                        handle.abort();
+                    }
                 }
                 _ = self.done_rx.recv_many(&mut ended, 256), if self.running > 0 => {
                     for end in ended.drain(..) {
@@ -520,27 +544,22 @@ impl<'p> Coordinator<'p> {
         } else {
             error.class()
         };
-        match class {
-            ErrorClass::RateLimited { retry_after }
-                if self.rate_waits[idx] < self.max_rate_limit_waits =>
-            {
-                self.rate_waits[idx] += 1;
-                let e = self.task_executor[idx] as usize;
-                let until = Instant::now() + retry_after;
-                if self.paused_until[e].is_none_or(|at| at < until) {
-                    self.paused_until[e] = Some(until);
-                    self.timers
-                        .push(Reverse((until, (self.plan.len() + e) as u32)));
+        let error = match class {
+            ErrorClass::RateLimited { retry_after } => {
+                match self.rate_limit_pause(idx, retry_after) {
+                    Ok(pause) => {
+                        self.pause(idx, pause, &error);
+                        return;
+                    }
+                    Err(message) => {
+                        ExecError::new(ErrorClass::Fatal, format!("{error}; {message}"))
+                            .with_output_tail(error.output_tail())
+                    }
                 }
-                self.emit(|| Event::ExecutorPaused {
-                    executor: self.executor_names[e].clone(),
-                    task: self.id(idx),
-                    retry_after_ms: millis(retry_after),
-                    error: error.to_string(),
-                });
-                self.state[idx] = State::Ready;
-                self.paused_waiting[e].push(idx as u32);
             }
+            _ => error,
+        };
+        match class {
             ErrorClass::Retryable if self.attempts[idx] < self.plan.task(idx).retries => {
                 self.attempts[idx] += 1;
                 let seed = self.seed;
@@ -564,6 +583,60 @@ impl<'p> Coordinator<'p> {
                 self.fail(idx, error, end.timed_out);
             }
         }
+    }
+
+    /// The pause a rate-limited attempt of task `idx` gets: the delay asked for, cut to
+    /// [`MAX_RATE_LIMIT_PAUSE`] and to the task's timeout; or why the task's rate-limit
+    /// budget is spent (that message starts the task's failure).
+    fn rate_limit_pause(&self, idx: usize, retry_after: Duration) -> Result<Duration, String> {
+        let mut pause = retry_after.min(MAX_RATE_LIMIT_PAUSE);
+        if let Some(timeout) = self.plan.task(idx).timeout {
+            pause = pause.min(timeout);
+        }
+        let waits = self.rate_waits[idx];
+        let paused = self.rate_paused[idx];
+        let spent = |why: String| {
+            format!(
+                "rate limited {} (paused {:?} in total); {why}",
+                times(waits + 1),
+                round_ms(paused)
+            )
+        };
+        if waits >= self.max_rate_limit_waits {
+            return Err(spent(format!(
+                "gave up after the limit of {} pauses",
+                self.max_rate_limit_waits
+            )));
+        }
+        if paused + pause > self.max_rate_limit_total {
+            return Err(spent(format!(
+                "a pause of {:?} more would pass the limit of {:?}",
+                round_ms(pause),
+                round_ms(self.max_rate_limit_total)
+            )));
+        }
+        Ok(pause)
+    }
+
+    /// Pauses task `idx`'s executor for `pause` and parks the task on it.
+    fn pause(&mut self, idx: usize, pause: Duration, error: &ExecError) {
+        self.rate_waits[idx] += 1;
+        self.rate_paused[idx] += pause;
+        let e = self.task_executor[idx] as usize;
+        let until = Instant::now() + pause;
+        if self.paused_until[e].is_none_or(|at| at < until) {
+            self.paused_until[e] = Some(until);
+            self.timers
+                .push(Reverse((until, (self.plan.len() + e) as u32)));
+        }
+        self.emit(|| Event::ExecutorPaused {
+            executor: self.executor_names[e].clone(),
+            task: self.id(idx),
+            retry_after_ms: millis(pause),
+            error: error.to_string(),
+        });
+        self.state[idx] = State::Ready;
+        self.paused_waiting[e].push(idx as u32);
     }
 
     fn succeed(&self, idx: usize, output: ExecOutput, duration: Duration) -> TaskOutcome {
@@ -766,6 +839,20 @@ fn unnamed_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     ExecError::fatal(format!("executor panicked: {message}"))
+}
+
+/// "1 time", "3 times".
+fn times(n: u32) -> String {
+    if n == 1 {
+        "1 time".to_owned()
+    } else {
+        format!("{n} times")
+    }
+}
+
+/// The duration cut to whole milliseconds, for messages.
+fn round_ms(duration: Duration) -> Duration {
+    Duration::from_millis(millis(duration))
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -496,3 +496,139 @@ async fn an_output_flood_never_evicts_lifecycle_events() {
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.last(), Some(&"run_finished"));
 }
+
+/// A rate-limited attempt asking for an absurd pause: the pause is cut to the task's timeout
+/// (no panic adding `Duration::MAX` to the clock, no run that never ends).
+#[tokio::test(start_paused = true)]
+async fn trust_13_a_huge_rate_limit_pause_is_cut_to_the_task_timeout() {
+    let log = Log::default();
+    let executors = scripted(&log, |_, _| {
+        Err(ExecError::rate_limited(Duration::MAX, "429"))
+    });
+    let plan = plan(vec![Task::new("a", "").timeout(Duration::from_secs(10))]);
+    let started = Instant::now();
+    let outcome = run_plan(
+        &plan,
+        &executors,
+        opts().rate_limit_budget(3, Duration::MAX),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+    assert_eq!(
+        summary(&outcome),
+        [
+            "a: failed after 1 attempt: 429; rate limited 4 times (paused 30s in total); gave up \
+          after the limit of 3 pauses"
+        ]
+    );
+}
+
+/// Without a task timeout, one pause is at most [`MAX_RATE_LIMIT_PAUSE`], and the pauses
+/// together stay within the run's budget; the failure says how long the task was paused.
+#[tokio::test(start_paused = true)]
+async fn trust_13_rate_limit_pauses_are_bounded_in_total() {
+    let log = Log::default();
+    let executors = scripted(&log, |_, _| {
+        Err(ExecError::rate_limited(Duration::from_secs(60), "429"))
+    });
+    let plan = plan(vec![Task::new("a", "")]);
+    let started = Instant::now();
+    let outcome = run_plan(
+        &plan,
+        &executors,
+        opts().rate_limit_budget(20, Duration::from_secs(150)),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(started.elapsed(), Duration::from_secs(120));
+    assert_eq!(log.lock().len(), 3);
+    assert_eq!(
+        summary(&outcome),
+        [
+            "a: failed after 1 attempt: 429; rate limited 3 times (paused 120s in total); a pause \
+          of 60s more would pass the limit of 150s"
+        ]
+    );
+
+    let executors = scripted(&log, |_, _| {
+        Err(ExecError::rate_limited(
+            Duration::from_secs(u64::MAX / 4),
+            "429",
+        ))
+    });
+    let started = Instant::now();
+    let outcome = run_plan(&plan, &executors, opts()).await.expect("runs");
+    assert_eq!(started.elapsed(), MAX_RATE_LIMIT_PAUSE);
+    assert!(
+        summary(&outcome)[0].contains("paused 86400s in total"),
+        "{:?}",
+        summary(&outcome)
+    );
+}
+
+/// Cancelling the run ends a rate-limit pause at once.
+#[tokio::test(start_paused = true)]
+async fn trust_13_cancellation_ends_a_rate_limit_pause() {
+    let log = Log::default();
+    let executors = scripted(&log, |_, _| {
+        Err(ExecError::rate_limited(Duration::from_secs(3600), "429"))
+    });
+    let plan = plan(vec![Task::new("a", ""), Task::new("b", "").deps(["a"])]);
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let outcome = run_plan(&plan, &executors, opts().cancel(cancel))
+        .await
+        .expect("runs");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        summary(&outcome),
+        ["a: skipped: run cancelled", "b: skipped: run cancelled"]
+    );
+}
+
+/// A second interrupt: `abort` drops attempts that ignore their token at once instead of
+/// after the stop grace period, and the run still gives every task an outcome.
+#[tokio::test(start_paused = true)]
+async fn trust_16_abort_drops_running_attempts_at_once() {
+    let dropped = Arc::new(Mutex::new(0));
+    struct Count(Arc<Mutex<u32>>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            *self.0.lock() += 1;
+        }
+    }
+    let executors = {
+        let dropped = dropped.clone();
+        Executors::single(FnExecutor::new(move |_job: Job| {
+            let count = Count(dropped.clone());
+            async move {
+                let _count = count;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(ExecOutput::default())
+            }
+        }))
+    };
+    let plan = plan(vec![Task::new("a", ""), Task::new("b", "")]);
+    let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
+    let mut options = opts()
+        .cancel(cancel.clone())
+        .stop_grace(Duration::from_secs(60));
+    options.abort = abort.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancel.cancel();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        abort.cancel();
+    });
+    let started = Instant::now();
+    let outcome = run_plan(&plan, &executors, options).await.expect("runs");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(*dropped.lock(), 2, "both attempts were dropped");
+    assert_eq!(summary(&outcome), ["a: cancelled", "b: cancelled"]);
+}

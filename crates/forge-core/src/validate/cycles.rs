@@ -1,8 +1,11 @@
-//! Finding dependency cycles to report: strongly connected components (Tarjan), the shortest
+//! Finding dependency cycles to report: strongly connected components (petgraph), the shortest
 //! cycle through each component's first task, then further elementary cycles (Johnson) up to a
 //! bound, so a plan with a huge tangle still validates quickly.
 
 use std::collections::VecDeque;
+
+use petgraph::algo::kosaraju_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::Problem;
 
@@ -63,73 +66,24 @@ pub(super) fn find(
     problems
 }
 
-/// Tarjan's algorithm without recursion (plans can be deep chains).
+/// The strongly connected components of the task graph, by petgraph's Kosaraju: its
+/// depth-first searches keep their own stack, where its `tarjan_scc` recurses once per task
+/// and overflows a thread's stack on a long chain of dependencies.
 fn strongly_connected<'a>(n_tasks: usize, deps: &dyn Fn(u32) -> &'a [u32]) -> Vec<Vec<u32>> {
-    struct Tarjan {
-        index: Vec<u32>,
-        lowlink: Vec<u32>,
-        on_stack: Vec<bool>,
-        stack: Vec<u32>,
-        frames: Vec<(u32, usize)>,
-        next_index: u32,
+    let n_edges = (0..n_tasks as u32).map(|v| deps(v).len()).sum();
+    let mut graph = DiGraph::<(), (), u32>::with_capacity(n_tasks, n_edges);
+    for _ in 0..n_tasks {
+        graph.add_node(());
     }
-    impl Tarjan {
-        fn visit(&mut self, v: u32) {
-            self.index[v as usize] = self.next_index;
-            self.lowlink[v as usize] = self.next_index;
-            self.next_index += 1;
-            self.stack.push(v);
-            self.on_stack[v as usize] = true;
-            self.frames.push((v, 0));
+    for v in 0..n_tasks as u32 {
+        for &w in deps(v) {
+            graph.add_edge(NodeIndex::new(v as usize), NodeIndex::new(w as usize), ());
         }
     }
-    const UNVISITED: u32 = u32::MAX;
-    let mut t = Tarjan {
-        index: vec![UNVISITED; n_tasks],
-        lowlink: vec![0; n_tasks],
-        on_stack: vec![false; n_tasks],
-        stack: Vec::new(),
-        frames: Vec::new(),
-        next_index: 0,
-    };
-    let mut components = Vec::new();
-    for root in 0..n_tasks as u32 {
-        if t.index[root as usize] != UNVISITED {
-            continue;
-        }
-        t.visit(root);
-        while let Some(&(v, pos)) = t.frames.last() {
-            if let Some(&w) = deps(v).get(pos) {
-                t.frames.last_mut().expect("a frame is on top").1 += 1;
-                if t.index[w as usize] == UNVISITED {
-                    t.visit(w);
-                } else if t.on_stack[w as usize] {
-                    t.lowlink[v as usize] = t.lowlink[v as usize].min(t.index[w as usize]);
-                }
-                continue;
-            }
-            t.frames.pop();
-            if let Some(&(parent, _)) = t.frames.last() {
-                t.lowlink[parent as usize] = t.lowlink[parent as usize].min(t.lowlink[v as usize]);
-            }
-            if t.lowlink[v as usize] == t.index[v as usize] {
-                let mut component = Vec::new();
-                loop {
-                    let w = t
-                        .stack
-                        .pop()
-                        .expect("v is on the stack above its component");
-                    t.on_stack[w as usize] = false;
-                    component.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                components.push(component);
-            }
-        }
-    }
-    components
+    kosaraju_scc(&graph)
+        .into_iter()
+        .map(|component| component.into_iter().map(|v| v.index() as u32).collect())
+        .collect()
 }
 
 /// Breadth-first search from `start` back to itself, inside the component.

@@ -134,3 +134,92 @@ fn normalizable_patterns_are_fine() {
     .validate()
     .expect("valid patterns");
 }
+
+/// Every elementary cycle of the graph (`deps[v]` = the tasks `v` depends on), each rotated
+/// to start at its smallest task: the brute-force model the cycle report is checked against.
+fn model_cycles(deps: &[Vec<usize>]) -> std::collections::BTreeSet<Vec<usize>> {
+    fn walk(
+        deps: &[Vec<usize>],
+        start: usize,
+        path: &mut Vec<usize>,
+        out: &mut std::collections::BTreeSet<Vec<usize>>,
+    ) {
+        let v = *path.last().expect("the path starts at `start`");
+        for &w in &deps[v] {
+            if w == start {
+                out.insert(path.clone());
+            } else if w > start && !path.contains(&w) {
+                path.push(w);
+                walk(deps, start, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for start in 0..deps.len() {
+        walk(deps, start, &mut vec![start], &mut out);
+    }
+    out
+}
+
+fn rotated_to_min(cycle: &[usize]) -> Vec<usize> {
+    let at = (0..cycle.len())
+        .min_by_key(|&i| cycle[i])
+        .expect("a cycle has a task");
+    cycle[at..].iter().chain(&cycle[..at]).copied().collect()
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// On random small graphs: a plan is valid exactly when the model finds no cycle; each
+    /// reported cycle is an elementary cycle of the graph, reported once; when the listing is
+    /// not cut short, it is every elementary cycle.
+    #[test]
+    fn cycles_agree_with_brute_force(
+        deps in (1usize..8).prop_flat_map(|n| {
+            proptest::collection::vec(proptest::collection::btree_set(0..n, 0..=3), n)
+        })
+    ) {
+        let deps: Vec<Vec<usize>> = deps.into_iter().map(|d| d.into_iter().collect()).collect();
+        let tasks = deps
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Task::new(format!("t{i}"), "").deps(d.iter().map(|d| format!("t{d}"))))
+            .collect();
+        let want = model_cycles(&deps);
+        let result = Plan::new(tasks).validate();
+        prop_assert_eq!(result.is_ok(), want.is_empty());
+        let Err(err) = result else { return Ok(()) };
+        let mut got = std::collections::BTreeSet::new();
+        let mut cut_short = false;
+        for problem in err.problems() {
+            match problem {
+                crate::validate::Problem::Cycle { path } => {
+                    let ids: Vec<usize> = path
+                        .iter()
+                        .map(|id| id[1..].parse().expect("ids are t<N>"))
+                        .collect();
+                    prop_assert_eq!(ids.first(), ids.last());
+                    let cycle = &ids[..ids.len() - 1];
+                    for pair in ids.windows(2) {
+                        prop_assert!(deps[pair[0]].contains(&pair[1]), "{} is no edge", path.join(" -> "));
+                    }
+                    prop_assert!(got.insert(rotated_to_min(cycle)), "{} listed twice", path.join(" -> "));
+                }
+                crate::validate::Problem::MoreCycles { .. } => cut_short = true,
+                other => prop_assert!(false, "unexpected problem {other}"),
+            }
+        }
+        prop_assert!(got.is_subset(&want));
+        if !cut_short {
+            prop_assert_eq!(&got, &want);
+        }
+    }
+}

@@ -292,3 +292,59 @@ fn agents_start_inside_the_user_namespace_of_their_view() {
         "git status in the view: {status:?}"
     );
 }
+
+/// Task ids that sanitize to the same text (`a b` and `a_b`, or two ids sharing their first
+/// 64 characters) shared a view name, and the second failed "already in use". Views are
+/// unique per task and attempt; ids are only for display.
+#[test]
+fn trust_15_ids_that_sanitize_alike_get_their_own_views() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir(&repo).expect("mkdir");
+    std::fs::write(repo.join("README.md"), "# sample\n").expect("write");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "base"]);
+    let long = "x".repeat(64);
+    let ids = [
+        "a b".to_owned(),
+        "a_b".to_owned(),
+        format!("{long}-one"),
+        format!("{long}-two"),
+    ];
+    let mut plan = Plan::default();
+    for (i, id) in ids.iter().enumerate() {
+        // Every task holds its view open until all have started (at most 5 s).
+        let tmp = tmp.path().display();
+        let script = format!(
+            "touch {tmp}/started-{i}; n=0; \
+             while [ $(ls {tmp} | grep -c started-) -lt 4 ] && [ $n -lt 250 ]; \
+             do sleep 0.02; n=$((n+1)); done; echo {i} > out-{i}.txt"
+        );
+        plan.push(Task::new(id.clone(), script));
+    }
+    let executors =
+        Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("template"));
+    let mut options =
+        EngineOptions::new(&repo, tmp.path().join("run")).run(RunOptions::default().jobs(4));
+    options.staging = StagingOptions::with_backend(Some(Backend::Copy));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = runtime
+        .block_on(run_engine(
+            &plan.validate().expect("valid"),
+            &executors,
+            options,
+        ))
+        .expect("runs");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+    for i in 0..ids.len() {
+        assert_eq!(
+            std::fs::read_to_string(repo.join(format!("out-{i}.txt"))).expect("merged"),
+            format!("{i}\n")
+        );
+    }
+}

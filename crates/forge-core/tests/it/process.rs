@@ -224,6 +224,65 @@ async fn exit_status_maps_to_error_class() {
     );
 }
 
+/// Odd `forge:retry-after` values: a huge one is cut to a day (no hang), one that overflows
+/// a `Duration` does not panic, a malformed one counts as no header; and a run whose agent
+/// keeps asking for a huge pause ends with a failure that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_13_odd_retry_after_headers_are_capped_or_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (script, expected) in [
+        (
+            "echo 'forge:retry-after 100000000000000000'; exit 76",
+            forge_core::MAX_RATE_LIMIT_PAUSE,
+        ),
+        (
+            "echo 'forge:retry-after 1e300'; exit 76",
+            forge_core::MAX_RATE_LIMIT_PAUSE,
+        ),
+        (
+            "echo 'forge:retry-after -5'; exit 76",
+            Duration::from_secs(60),
+        ),
+        (
+            "echo 'forge:retry-after soon'; exit 76",
+            Duration::from_secs(60),
+        ),
+    ] {
+        let err = execute(&sh(script), dir.path(), None)
+            .await
+            .expect_err(script);
+        assert_eq!(
+            err.class(),
+            ErrorClass::RateLimited {
+                retry_after: expected
+            },
+            "{script}"
+        );
+    }
+
+    let plan = Plan::new(vec![Task::new("t", "")])
+        .validate()
+        .expect("valid plan");
+    let executors = Executors::single(sh("echo 'forge:retry-after 100000000000000000'; exit 76"));
+    let started = Instant::now();
+    let options = RunOptions::default()
+        .workdir(dir.path())
+        .rate_limit_budget(20, Duration::from_secs(3600));
+    let outcome = run_plan(&plan, &executors, options).await.expect("runs");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let TaskOutcome::Failed { error, .. } = outcome.get("t").expect("task t") else {
+        panic!("{:?}", outcome.get("t"));
+    };
+    assert!(
+        error.message().contains(
+            "rate limited 1 time (paused 0ns in total); a pause of 86400s more would pass the \
+             limit of 3600s"
+        ),
+        "{}",
+        error.message()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placeholders_are_never_resplit() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -280,4 +339,24 @@ async fn output_becomes_events() {
     }
     seen.sort();
     assert_eq!(seen, ["err:warn", "out:hello", "progress:{\"step\":1}"]);
+}
+
+/// The child's `PWD` is its working directory (the view), whatever forge's own `PWD` says:
+/// `perl` and `node` trust `PWD`, so an inherited one made them write into the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_04_pwd_is_the_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let perl =
+        ProcessExecutor::new(["perl", "-e", r#"open(F, ">$ENV{PWD}/leak") or die"#]).expect("argv");
+    execute(&perl, dir.path(), None).await.expect("perl runs");
+    assert!(dir.path().join("leak").exists(), "perl wrote elsewhere");
+    let env = sh("env > env.txt");
+    execute(&env, dir.path(), None).await.expect("sh runs");
+    let env = std::fs::read_to_string(dir.path().join("env.txt")).expect("env.txt");
+    assert!(
+        env.lines()
+            .any(|l| l == format!("PWD={}", dir.path().display())),
+        "{env}"
+    );
+    assert!(!env.lines().any(|l| l.starts_with("OLDPWD=")), "{env}");
 }

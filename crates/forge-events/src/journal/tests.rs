@@ -55,10 +55,14 @@ fn the_line_format_is_the_documented_one() {
         .nth(1)
         .and_then(|rest| rest.split(',').next())
         .expect("ts");
+    let unsealed = format!(
+        "{{\"v\":1,\"seq\":1,\"ts_ms\":{ts},\"event\":{{\"kind\":\"merged\",\"task\":\"api\\nx\"}}}}"
+    );
+    let crc = crc32fast::hash(unsealed.as_bytes());
     assert_eq!(
         text,
         format!(
-            "{{\"v\":1,\"seq\":1,\"ts_ms\":{ts},\"event\":{{\"kind\":\"merged\",\"task\":\"api\\nx\"}}}}\n"
+            "{{\"v\":1,\"seq\":1,\"ts_ms\":{ts},\"event\":{{\"kind\":\"merged\",\"task\":\"api\\nx\"}},\"crc\":{crc}}}\n"
         )
     );
 }

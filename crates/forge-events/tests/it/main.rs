@@ -1,5 +1,7 @@
 //! Integration tests of forge-events, through the public API only.
 
+#![forbid(unsafe_code)]
+
 mod bus;
 mod journal;
 mod live;

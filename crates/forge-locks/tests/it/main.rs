@@ -2,6 +2,8 @@
 //! the lock table against a sequential model, a multi-threaded stress test with a watchdog,
 //! and async cancellation on a real runtime.
 
+#![forbid(unsafe_code)]
+
 mod asynchronous;
 mod covers;
 mod model;

@@ -33,11 +33,11 @@ fn commit_and_read_through_generations() {
     let (_tmp, store) = setup();
     assert_eq!(store.head(), 0);
     let g1 = store
-        .commit(&[change("a", file("one")), change("d", None)])
+        .commit_plain(&[change("a", file("one")), change("d", None)])
         .expect("commit 1");
     assert_eq!(g1, 1);
     let g2 = store
-        .commit(&[
+        .commit_plain(&[
             change("d", Some(Entry::Dir)),
             change("d/z", file("z")),
             change("a", None),
@@ -72,7 +72,9 @@ fn commit_and_read_through_generations() {
 #[test]
 fn reopen_finds_layers_and_drops_half_written() {
     let (tmp, store) = setup();
-    store.commit(&[change("new", file("n"))]).expect("commit");
+    store
+        .commit_plain(&[change("new", file("n"))])
+        .expect("commit");
     let layers_dir = tmp.path().join("run/layers");
     fs::create_dir_all(layers_dir.join(".tmp-2-99/tree")).expect("mkdir");
     drop(store);
@@ -87,15 +89,15 @@ fn reopen_finds_layers_and_drops_half_written() {
 fn invalid_changes_are_rejected_with_the_path() {
     let (_tmp, store) = setup();
     let err = store
-        .commit(&[change("a/b", file("x"))])
+        .commit_plain(&[change("a/b", file("x"))])
         .expect_err("parent is a file");
     assert!(err.to_string().contains("a/b"), "{err}");
     let err = store
-        .commit(&[change("d", None), change("d/new", file("x"))])
+        .commit_plain(&[change("d", None), change("d/new", file("x"))])
         .expect_err("parent deleted");
     assert!(err.to_string().contains("d/new"), "{err}");
     let err = store
-        .commit(&[change("../x", file("x"))])
+        .commit_plain(&[change("../x", file("x"))])
         .expect_err("escape");
     assert!(err.to_string().contains("../x"), "{err}");
     assert_eq!(store.head(), 0);
@@ -105,12 +107,12 @@ fn invalid_changes_are_rejected_with_the_path() {
 fn fold_nets_out_the_stack() {
     let (_tmp, store) = setup();
     store
-        .commit(&[change("d", None), change("a", file("1"))])
+        .commit_plain(&[change("d", None), change("a", file("1"))])
         .expect("c1");
     store
-        .commit(&[change("d", Some(Entry::Dir)), change("d/q", file("q"))])
+        .commit_plain(&[change("d", Some(Entry::Dir)), change("d/q", file("q"))])
         .expect("c2");
-    store.commit(&[change("a", None)]).expect("c3");
+    store.commit_plain(&[change("a", None)]).expect("c3");
     let folded = fold(&store.stack(3).expect("stack"));
     let ops: Vec<(&str, Op)> = folded.iter().map(|(p, f)| (p.as_str(), f.op)).collect();
     assert_eq!(
@@ -123,8 +125,10 @@ fn fold_nets_out_the_stack() {
 fn absent_parents_are_created_implicitly() {
     let (_tmp, store) = setup();
     // Another task removed `d`; this change set still writes below it.
-    store.commit(&[change("d", None)]).expect("c1");
-    let g = store.commit(&[change("d/e/new", file("n"))]).expect("c2");
+    store.commit_plain(&[change("d", None)]).expect("c1");
+    let g = store
+        .commit_plain(&[change("d/e/new", file("n"))])
+        .expect("c2");
     assert_eq!(store.read(g, "d").expect("read"), Some(Entry::Dir));
     assert_eq!(store.read(g, "d/e").expect("read"), Some(Entry::Dir));
     assert_eq!(store.read(g, "d/e/new").expect("read"), file("n"));
@@ -139,4 +143,79 @@ fn absent_parents_are_created_implicitly() {
         ops,
         [("d", Op::Dir), ("d/e", Op::Dir), ("d/e/new", Op::File)]
     );
+}
+
+#[test]
+fn trust_09_labels_are_kept_in_the_manifest() {
+    let (tmp, store) = setup();
+    store
+        .commit_labelled(
+            &[change("a", file("one"))],
+            &crate::ignores::Ignores::plain(&[], false),
+            Some("task one"),
+        )
+        .expect("commit 1");
+    store
+        .commit_plain(&[change("a", file("two"))])
+        .expect("commit 2");
+    let expected = vec![(1, Some("task one".to_owned())), (2, None)];
+    assert_eq!(store.labels(), expected);
+    let (reopened, _) = Store::open(
+        &tmp.path().join("repo"),
+        &tmp.path().join("run/layers"),
+        sys::is_root(),
+    )
+    .expect("reopen");
+    assert_eq!(reopened.labels(), expected);
+}
+
+/// Unmounts a tmpfs when dropped.
+struct TmpfsMount(PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A disk that fills up halfway through a commit: the temporary layer is removed.
+#[test]
+fn trust_18_a_failed_commit_leaves_no_temporary_layer() {
+    if !sys::is_root() {
+        assert!(
+            std::env::var_os("FORGE_ALLOW_SKIP_OVERLAY").is_some(),
+            "mounting a small tmpfs needs root (set FORGE_ALLOW_SKIP_OVERLAY to skip)"
+        );
+        eprintln!("not root: skipping the full-disk commit test");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    fs::create_dir_all(&repo).expect("mkdir");
+    let layers = tmp.path().join("layers");
+    fs::create_dir_all(&layers).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&layers)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "mount a tmpfs on {}", layers.display());
+    let _mount = TmpfsMount(layers.clone());
+    let (store, _) = Store::open(&repo, &layers, true).expect("open");
+    let big = "x".repeat(200 * 1024);
+    let changes = [change("a", file(&big)), change("b", file(&big))];
+    let err = store.commit_plain(&changes).expect_err("the disk is full");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    let left: Vec<String> = fs::read_dir(&layers)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(store.head(), 0);
+    store
+        .commit_plain(&[change("a", file("small"))])
+        .expect("the space is back");
 }

@@ -283,6 +283,8 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
         let mut args: Vec<String> = [
             "run",
             &plan.display().to_string(),
+            "--land",
+            "worktree",
             "--executor",
             "sh -c {prompt}",
             "--run-dir",

@@ -206,14 +206,21 @@ pub(crate) fn apply_user(done: &[(UserAct, String)], model: &mut Model) -> Vec<U
     marks
 }
 
-/// The user's `.git` as far as an agent could change it: HEAD, refs, config and file names.
+/// The user's `.git` as far as an agent could change it: HEAD, refs, config and file names;
+/// less what forge itself writes there by design: the run branches `refs/heads/forge/*`
+/// and its bookkeeping directory `.git/forge` (publish lock and marker).
 pub(crate) fn git_state(repo: &Path) -> String {
     let config = std::fs::read_to_string(repo.join(".git/config")).unwrap_or_default();
     let mut names = world::names_in(&repo.join(".git"));
+    names.retain(|n| n != "forge");
     names.sort();
+    let refs: String = world::git(repo, &["for-each-ref"])
+        .lines()
+        .filter(|l| !l.contains("\trefs/heads/forge/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     format!(
-        "{}\n{}\n{config}\n{names:?}",
+        "{}\n{refs}\n{config}\n{names:?}",
         world::git(repo, &["rev-parse", "HEAD"]),
-        world::git(repo, &["for-each-ref"]),
     )
 }

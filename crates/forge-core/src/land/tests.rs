@@ -1,0 +1,245 @@
+//! Run branches against real git: one commit per merged task in merge order, trees equal to
+//! generations, the user's working tree and index untouched, `git fsck` clean, idempotent.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::*;
+use crate::{EngineOptions, Executors, Plan, ProcessExecutor, RunOptions, Task, run_engine};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A repository with one commit, user identity set, plus uncommitted work: a tracked edit,
+/// an untracked file and an ignored file.
+fn repo(dir: &Path, dirty: bool) {
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "Ada"]);
+    git(dir, &["config", "user.email", "ada@example.com"]);
+    std::fs::write(dir.join("a.txt"), "l1\nl2\nl3\n").expect("write");
+    std::fs::write(dir.join("src/lib.rs"), "fn main() {}\n").expect("write");
+    std::fs::write(dir.join(".gitignore"), ".env\n").expect("write");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "init"]);
+    if dirty {
+        std::fs::write(dir.join("a.txt"), "l1 (user)\nl2\nl3\n").expect("write");
+        std::fs::write(dir.join("notes.md"), "mine\n").expect("write");
+        std::fs::write(dir.join(".env"), "SECRET=1\n").expect("write");
+    }
+}
+
+fn run(repo: &Path, run_dir: &Path, tasks: Vec<Task>) {
+    let plan = Plan::new(tasks).validate().expect("valid");
+    let executors = Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("t"));
+    let options = EngineOptions::new(repo, run_dir)
+        .publish(false)
+        .run(RunOptions::default().jobs(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let outcome = rt
+        .block_on(run_engine(&plan, &executors, options))
+        .expect("run");
+    assert!(outcome.is_success(), "{:?}", outcome.run);
+}
+
+fn status(repo: &Path) -> (String, String) {
+    (
+        git(repo, &["status", "--porcelain", "--ignored"]),
+        git(repo, &["diff", "--cached"]),
+    )
+}
+
+#[test]
+fn one_commit_per_task_in_merge_order_and_the_user_untouched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, true);
+    let before = status(&repo_dir);
+    let head_before = git(&repo_dir, &["rev-parse", "HEAD"]);
+    run(
+        &repo_dir,
+        &run_dir,
+        vec![
+            Task::new(
+                "first",
+                "Append to a\n\nadds l4 at the end\necho l4 >> a.txt",
+            ),
+            Task::new("noop", "true").deps(["first"]),
+            Task::new(
+                "second",
+                "mkdir -p docs && echo doc > docs/d.md && rm src/lib.rs",
+            )
+            .deps(["noop"]),
+        ],
+    );
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "t1")).expect("land");
+    assert_eq!(branch.refname, "refs/heads/forge/t1");
+    assert_eq!(
+        status(&repo_dir),
+        before,
+        "the user's tree and index are untouched"
+    );
+    assert_eq!(git(&repo_dir, &["rev-parse", "HEAD"]), head_before);
+    assert_eq!(
+        git(&repo_dir, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
+
+    let subjects = git(&repo_dir, &["log", "--format=%s", "main..forge/t1"]);
+    assert_eq!(
+        subjects.lines().collect::<Vec<_>>(),
+        [
+            "mkdir -p docs && echo doc > docs/d.md && rm src/lib.rs",
+            "Append to a",
+            "working tree at the start of run t1",
+        ]
+    );
+    let tasks: Vec<&str> = branch.commits.iter().map(|c| c.task.as_str()).collect();
+    assert_eq!(
+        tasks,
+        ["first", "second"],
+        "no commit for a task that changed nothing"
+    );
+    let first = &branch.commits[0].commit;
+    let message = git(&repo_dir, &["log", "-1", "--format=%B", first]);
+    assert!(message.contains("adds l4 at the end"), "{message}");
+    let trailers = git(
+        &repo_dir,
+        &["log", "-1", "--format=%(trailers:only,unfold)", first],
+    );
+    assert_eq!(
+        trailers.trim(),
+        "Forge-Task: first\nForge-Run: t1\nForge-Attempt: 1\nForge-Executor: default"
+    );
+    assert_eq!(
+        git(&repo_dir, &["log", "-1", "--format=%an <%ae>", first]).trim(),
+        "Ada <ada@example.com>"
+    );
+    // Each commit's tree is its generation: the user's start state plus the task's change.
+    assert_eq!(
+        git(&repo_dir, &["show", &format!("{first}:a.txt")]),
+        "l1 (user)\nl2\nl3\nl4\n"
+    );
+    assert_eq!(
+        git(&repo_dir, &["show", &format!("{first}:notes.md")]),
+        "mine\n"
+    );
+    let files = git(&repo_dir, &["ls-tree", "-r", "--name-only", "forge/t1"]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        [".gitignore", "a.txt", "docs/d.md", "notes.md"],
+        "ignored .env never committed; src/lib.rs deleted"
+    );
+    assert_eq!(
+        git(
+            &repo_dir,
+            &["diff", "--name-status", &format!("{first}~1"), first]
+        )
+        .trim(),
+        "M\ta.txt",
+        "a task commit holds exactly that task's change"
+    );
+    git(&repo_dir, &["fsck", "--strict", "--no-progress"]);
+    assert!(
+        git(&repo_dir, &["for-each-ref", "refs/forge-tmp"]).is_empty(),
+        "the temporary ref is gone"
+    );
+
+    // Writing again (as after a resume) gives the same commits and leaves the branch.
+    let again = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "t1")).expect("again");
+    assert_eq!(again, branch);
+    assert_eq!(recorded_branch(&run_dir).expect("read"), Some(branch));
+}
+
+#[test]
+fn an_existing_branch_is_never_overwritten() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, false);
+    git(&repo_dir, &["branch", "forge/taken"]);
+    let taken = git(&repo_dir, &["rev-parse", "forge/taken"]);
+    assert!(matches!(
+        check_branch_free(&repo_dir, "taken"),
+        Err(LandError::BranchExists { .. })
+    ));
+    check_branch_free(&repo_dir, "free").expect("free");
+    assert!(matches!(
+        check_branch_free(&repo_dir, "bad..name"),
+        Err(LandError::BadName { .. })
+    ));
+    run(&repo_dir, &run_dir, vec![Task::new("t", "echo x > x.txt")]);
+    let err = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "taken")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("refs/heads/forge/taken already exists"),
+        "{err}"
+    );
+    assert_eq!(git(&repo_dir, &["rev-parse", "forge/taken"]), taken);
+    // A clean working tree: no "working tree at the start" commit.
+    let branch = write_branch(
+        &run_dir,
+        &BranchOptions::new(&repo_dir, "other").author("Bo <bo@example.com>"),
+    )
+    .expect("land");
+    assert_eq!(branch.working_tree, None);
+    assert_eq!(
+        git(&repo_dir, &["rev-list", "--count", "main..forge/other"]).trim(),
+        "1"
+    );
+    assert_eq!(
+        git(
+            &repo_dir,
+            &["log", "-1", "--format=%cn <%ce>", "forge/other"]
+        )
+        .trim(),
+        "Bo <bo@example.com>"
+    );
+    assert!(matches!(
+        write_branch(
+            &run_dir,
+            &BranchOptions::new(&repo_dir, "x").author("nobody")
+        ),
+        Err(LandError::BadAuthor { .. })
+    ));
+}
+
+#[test]
+fn a_repository_without_commits_gets_a_root_commit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    std::fs::create_dir_all(&repo_dir).expect("mkdir");
+    git(&repo_dir, &["init", "-q"]);
+    run(
+        &repo_dir,
+        &run_dir,
+        vec![Task::new("t", "echo x > 'a \"quoted\" name.txt'")],
+    );
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "root")).expect("land");
+    assert_eq!(branch.start, None);
+    assert_eq!(
+        git(&repo_dir, &["rev-list", "--count", "forge/root"]).trim(),
+        "1"
+    );
+    assert_eq!(
+        git(&repo_dir, &["ls-tree", "--name-only", "forge/root"]).trim(),
+        "\"a \\\"quoted\\\" name.txt\""
+    );
+}
