@@ -135,7 +135,10 @@ impl Op {
                     model.insert(name.into(), file(format!("{id} evil\n").into()));
                 }
             }
-            Op::RmVendor => model.retain(|path, _| !path.starts_with("vendor/")),
+            // `vendor/lib` is a nested repository: its files are its own, not the outer
+            // repository's, so collection skips them and deleting them in a view changes
+            // nothing (item 6: a deletion removes exactly the collected entries).
+            Op::RmVendor => {}
             Op::SymlinkOut => {
                 model.insert(format!("link-{id}"), Want::Link("/etc/passwd".into()));
                 model.insert(

@@ -160,10 +160,20 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         select(stagings),
     )
         .prop_map(
-            move |(extras, tasks, jobs, keep_going, user, second_run, signal, staging)| Case {
+            move |(extras, mut tasks, jobs, keep_going, user, second_run, signal, staging)| Case {
+                // Known escape until the sandbox issue (issue 16): in a plain-directory view
+                // (copy, worktree) a hard link to a file outside the repository is that file,
+                // so the agent changes it. Not drawn there until then.
+                tasks: {
+                    if staging != "auto" {
+                        for task in &mut tasks {
+                            task.ops.retain(|op| *op != Op::HardlinkOut);
+                        }
+                    }
+                    tasks
+                },
                 staging,
                 extras,
-                tasks,
                 jobs,
                 keep_going,
                 user: user.filter(|_| user_on).map(|mut rounds| {
@@ -320,10 +330,11 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
             })
         });
         let first = world::supervise(repo, &args1, signal, DEADLINE);
-        // (d) holds after an interrupted run too, before `resume` cleans anything up.
+        // (d) holds after an interrupted run too, before `resume` cleans anything up: below
+        // its own run directory (the second run may still be working in the repository).
         let after_signal = first
             .signalled
-            .then(|| leftovers(&dirs.root, &[&dirs.run1], &dirs.state));
+            .then(|| leftovers(&dirs.run1, &[&dirs.run1], &dirs.state));
         // A signal that came before the journal existed left nothing to resume.
         let resumable = first.signalled && dirs.run1.join("journal.jsonl").exists();
         let resumed = resumable.then(|| {
@@ -570,6 +581,7 @@ impl fmt::Display for Totals {
 
 /// Invariant (d): mounts below `root`, views left in the run directories, and processes
 /// working below `root` other than the recorded fork-and-detach ones (tolerated: issue 16).
+/// `root` is the case's directory, or one run directory while another run may still work.
 fn leftovers(root: &Path, run_dirs: &[&Path], state: &Path) -> Vec<String> {
     let mut v = Vec::new();
     let mounts = world::mounts_under(root);
