@@ -20,9 +20,6 @@ use super::world::{self, Finished, Guard, Sig};
 /// chain of tasks whose detached processes hold their output waits about 5 s per task, and
 /// the CI machine may be loaded.
 const DEADLINE: Duration = Duration::from_secs(60);
-/// Invariant (f): peak memory of a `forge` process, plus the largest file merged on both
-/// sides (none of the operations changes a file on both sides).
-const MEMORY_KIB: u64 = 200 << 10;
 
 /// Which `writes` a task declares.
 #[derive(Debug, Clone, Copy)]
@@ -334,7 +331,7 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
         // its own run directory (the second run may still be working in the repository).
         let after_signal = first
             .signalled
-            .then(|| leftovers(&dirs.run1, &[&dirs.run1], &dirs.state));
+            .then(|| world::leftovers(&dirs.run1, &[&dirs.run1], &dirs.state));
         // A signal that came before the journal existed left nothing to resume.
         let resumable = first.signalled && dirs.run1.join("journal.jsonl").exists();
         let resumed = resumable.then(|| {
@@ -461,7 +458,7 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     for left in runs.after_signal.iter().flatten() {
         v.push(format!("{left} (after the signal, before resume)"));
     }
-    v.extend(leftovers(&dirs.root, &run_dirs, &dirs.state));
+    v.extend(world::leftovers(&dirs.root, &run_dirs, &dirs.state));
     // Tolerated until the sandbox issue (issue 16): a forked and detached agent process
     // outlives its task. Counted, then killed.
     let detached = world::recorded_pids(&dirs.state.join("detached.pids"));
@@ -483,7 +480,7 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     processes.extend(runs.second.iter().map(|r| ("second run", r)));
     for (name, finished) in processes {
         let interrupted = name == "run" && runs.first.signalled;
-        judge_exit(name, finished, interrupted, v);
+        check::judge_exit(name, finished, interrupted, v);
         out.peak_kib = out.peak_kib.max(finished.peak_kib);
         out.output.push_str(&format!(
             "=== {name} ({:?}, {:?}) ===\n{}\n",
@@ -492,31 +489,6 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     }
     drop(guard);
     out
-}
-
-/// Invariants (e) and (f) for one `forge` process: exit 0 or 1 (any status but a panic after
-/// a signal), no hang, bounded memory.
-fn judge_exit(name: &str, finished: &Finished, interrupted: bool, v: &mut Vec<String>) {
-    let code = finished.status.and_then(|s| s.code());
-    let elapsed = finished.elapsed;
-    match finished.status {
-        None if finished.over_memory => v.push(format!(
-            "(f) {name} killed at the hard memory cap after {elapsed:?}"
-        )),
-        None => v.push(format!("(e) {name} hung: killed after {elapsed:?}")),
-        Some(_) if code == Some(101) => v.push(format!("(e) {name} panicked (exit 101)")),
-        Some(status) if !interrupted && !matches!(code, Some(0 | 1)) => {
-            v.push(format!("(e) {name} ended with {status}, not exit 0 or 1"));
-        }
-        Some(_) => {}
-    }
-    if finished.peak_kib > MEMORY_KIB {
-        v.push(format!(
-            "(f) {name} peaked at {} MB (bound {} MB)",
-            finished.peak_kib >> 10,
-            MEMORY_KIB >> 10
-        ));
-    }
 }
 
 /// What one case found.
@@ -579,38 +551,6 @@ impl fmt::Display for Totals {
     }
 }
 
-/// Invariant (d): mounts below `root`, views left in the run directories, and processes
-/// working below `root` other than the recorded fork-and-detach ones (tolerated: issue 16).
-/// `root` is the case's directory, or one run directory while another run may still work.
-fn leftovers(root: &Path, run_dirs: &[&Path], state: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    let mounts = world::mounts_under(root);
-    if !mounts.is_empty() {
-        v.push(format!("(d) mounts left: {mounts:?}"));
-    }
-    for dir in run_dirs {
-        let views = world::names_in(&dir.join("views"));
-        if !views.is_empty() {
-            v.push(format!(
-                "(d) views left in {}: {views:?}",
-                dir.join("views").display()
-            ));
-        }
-    }
-    let detached = world::recorded_pids(&state.join("detached.pids"));
-    let strays: Vec<u32> = world::processes_under(root)
-        .into_iter()
-        .filter(|p| !detached.contains(p))
-        .collect();
-    if !strays.is_empty() {
-        v.push(format!(
-            "(d) agent processes left: {}",
-            describe_pids(&strays)
-        ));
-    }
-    v
-}
-
 fn git_head(repo: &Path) -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -620,15 +560,4 @@ fn git_head(repo: &Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn describe_pids(pids: &[u32]) -> String {
-    pids.iter()
-        .map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            format!("{pid} ({})", cmd.trim())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
