@@ -26,6 +26,15 @@
 //! `all`) replaces the enabled set to try operations whose fix is under way, and
 //! `FORGE_CHAOS_REPORT=FILE` appends each case's violations to FILE instead of failing;
 //! `FORGE_CHAOS_VERBOSE=1` prints every case with its violations and `forge`'s output.
+//! A case takes 3 to 10 s on a 2-core machine (the debug binary), so 2000 cases take hours.
+//!
+//! Soaked on the 2-core VM (loaded by other builds). Before the issue 13 fixes, with the
+//! operations that passed then: 310 cases, 1,090 tasks, 647 merged, 149 resumed after
+//! SIGINT, 0 violations, except one case whose `resume` passed the old 30 s deadline (serial
+//! tasks whose detached processes held their output, about 5 s each): the deadline is 60 s
+//! since. After merging items 1-7, 11, 13, 16 (main at 0587821), with today's enabled set:
+//! 6 + 25 cases, 0 violations (and 30 more whose only findings were the harness's own
+//! second run, since fixed); every disabled operation was run alone as well.
 
 mod check;
 mod ops;
@@ -54,6 +63,8 @@ pub(crate) enum Op {
     InheritedCwd,
     /// Write under `.git/` (a new file, `config`) and create `sub/.git/HEAD`.
     GitDirWrite,
+    /// Git commands that change repository state: a branch, a tag, a config key.
+    GitCommands,
     /// `rm -rf vendor` (the nested repository `vendor/lib` with its `.git`).
     RmVendor,
     /// Symlinks out of the view (absolute and relative).
@@ -101,11 +112,15 @@ pub(crate) enum Op {
     Sigint,
     /// Case condition: SIGTERM to `forge run`, then `forge resume`.
     Sigterm,
+    /// Case condition: `--staging copy` instead of `auto` (overlay as root).
+    StagingCopy,
+    /// Case condition: `--staging worktree` instead of `auto`.
+    StagingWorktree,
 }
 
 impl Op {
     /// Every operation.
-    pub(crate) const ALL: [Op; 30] = [
+    pub(crate) const ALL: [Op; 33] = [
         Op::Edit,
         Op::Create,
         Op::EditUnderTarget,
@@ -113,6 +128,7 @@ impl Op {
         Op::PublishTempName,
         Op::InheritedCwd,
         Op::GitDirWrite,
+        Op::GitCommands,
         Op::RmVendor,
         Op::SymlinkOut,
         Op::HardlinkOut,
@@ -136,13 +152,20 @@ impl Op {
         Op::SecondRun,
         Op::Sigint,
         Op::Sigterm,
+        Op::StagingCopy,
+        Op::StagingWorktree,
     ];
 
     /// Whether this is a condition of the whole case rather than something an agent does.
     pub(crate) fn is_condition(self) -> bool {
         matches!(
             self,
-            Op::UserEdits | Op::SecondRun | Op::Sigint | Op::Sigterm
+            Op::UserEdits
+                | Op::SecondRun
+                | Op::Sigint
+                | Op::Sigterm
+                | Op::StagingCopy
+                | Op::StagingWorktree
         )
     }
 
@@ -170,41 +193,46 @@ fn enabled(op: Op) -> bool {
     match op {
         Op::Edit => true,
         Op::Create => true,
-        Op::EditUnderTarget => false, // item 5: tracked files under `target/` are dropped
-        Op::AbsoluteWrite => true,    // known escape (issue 16), tolerated by (b)
-        Op::PublishTempName => false, // item 1: publish temp names are addressable
-        Op::InheritedCwd => false,    // item 4: the agent's environment points at the repository
+        Op::EditUnderTarget => true, // failed before item 5 (dropped under `target/`)
+        Op::AbsoluteWrite => true,   // known escape (issue 16), tolerated by (b)
+        Op::PublishTempName => true, // failed before item 1 (temp names addressable)
+        Op::InheritedCwd => true,    // failed before item 4 (INIT_CWD pointed at the repository)
         Op::GitDirWrite => true,
-        Op::RmVendor => false, // item 6: the nested repository's `.git` is deleted
+        Op::GitCommands => true,
+        Op::RmVendor => true, // failed before item 6 (the nested `.git` was deleted)
         Op::SymlinkOut => true,
         Op::HardlinkOut => true,
         Op::Fifo => true,
         Op::Large => true,
-        Op::Sparse => false, // item 12: written dense, memory grows with file size
+        Op::Sparse => false, // item 12: written dense, 3 GB of memory for 1 GiB
         Op::Chmod => true,
-        // Item 11: the agent's append is merged and `.env` loses mode 0600 (whether an ignored
-        // file is merged at all is item 5's choice: the model accepts both).
-        Op::EnvAppend => false,
+        Op::EnvAppend => true,  // failed before item 11 (`.env` became 0644)
         Op::ForkDetach => true, // escaped processes are counted and killed (issue 16)
         // Bounded: the run waits about 5 s for the agent's pipes, then goes on.
         Op::ForkDetachHoldingOutput => true,
         Op::Exit75Once => true,
         Op::Exit76Zero => true,
         Op::Exit76One => true,
-        // Item 13: a garbage header pauses 60 s, like none. If the fix keeps a 60 s pause,
-        // these two need a deadline above it (scenario::DEADLINE) to be enabled.
+        // Item 13 is fixed (no panic, no endless pause), but the pauses stay long: a garbage
+        // header or none pauses 60 s, 1e17 or 1e300 seconds are capped at 24 h (never past
+        // the task's timeout). Above this test's 60 s deadline (scenario::DEADLINE): to
+        // enable them, give their tasks a short `timeout` and check the pause is cut there.
         Op::Exit76Garbage => false,
-        Op::Exit76Huge => false,     // item 13: the run hangs forever
-        Op::Exit76Float => false,    // item 13: a worker panics
-        Op::Exit76NoHeader => false, // item 13: 60 s pause per try, up to 20 tries
+        Op::Exit76Huge => false,
+        Op::Exit76Float => false,
+        Op::Exit76NoHeader => false,
         Op::Flood => true,
         // Not in issue 13: every output line is a journal record (20 MB of output make a
         // 120 MB journal) and the debug binary needs about 60 s for it.
         Op::FloodHuge => false,
-        Op::UserEdits => false, // item 2: the user's edits during a run are overwritten
-        Op::SecondRun => false, // item 3: two runs on one repository lose an update
+        Op::UserEdits => true, // failed before item 2 (the user's edits were overwritten)
+        Op::SecondRun => true, // failed before item 3 (two runs lost an update)
         Op::Sigint => true,
-        Op::Sigterm => false, // item 16: SIGTERM kills forge at once, leaving mounts and agents
+        Op::Sigterm => true, // failed before item 16 (mounts, views, agents left)
+        // Failed before item 6 here too; the hard-link escape out of plain-directory views
+        // (issue 16) is not drawn with these stagings (see `scenario::strategy`).
+        Op::StagingCopy => true,
+        Op::StagingWorktree => true, // failed before item 7 (`git branch` reached the user)
     }
 }
 

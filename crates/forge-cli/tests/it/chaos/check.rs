@@ -5,7 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::world::{BIG, Found, ends_are_zero};
+use super::world::{BIG, Finished, Found, ends_are_zero};
+
+/// Invariant (f): peak memory of a `forge` process, plus the largest file merged on both
+/// sides (none of the operations changes a file on both sides).
+const MEMORY_KIB: u64 = 200 << 10;
 
 /// What the model expects at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,5 +357,30 @@ fn preview(bytes: &[u8]) -> String {
         format!("{text:?}... ({} bytes)", bytes.len())
     } else {
         format!("{text:?}")
+    }
+}
+
+/// Invariants (e) and (f) for one `forge` process: exit 0 or 1 (any status but a panic after
+/// a signal), no hang, bounded memory.
+pub(crate) fn judge_exit(name: &str, finished: &Finished, interrupted: bool, v: &mut Vec<String>) {
+    let code = finished.status.and_then(|s| s.code());
+    let elapsed = finished.elapsed;
+    match finished.status {
+        None if finished.over_memory => v.push(format!(
+            "(f) {name} killed at the hard memory cap after {elapsed:?}"
+        )),
+        None => v.push(format!("(e) {name} hung: killed after {elapsed:?}")),
+        Some(_) if code == Some(101) => v.push(format!("(e) {name} panicked (exit 101)")),
+        Some(status) if !interrupted && !matches!(code, Some(0 | 1)) => {
+            v.push(format!("(e) {name} ended with {status}, not exit 0 or 1"));
+        }
+        Some(_) => {}
+    }
+    if finished.peak_kib > MEMORY_KIB {
+        v.push(format!(
+            "(f) {name} peaked at {} MB (bound {} MB)",
+            finished.peak_kib >> 10,
+            MEMORY_KIB >> 10
+        ));
     }
 }

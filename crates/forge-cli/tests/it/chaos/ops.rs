@@ -65,6 +65,11 @@ impl Op {
             Op::GitDirWrite => format!(
                 "mkdir -p .git sub/.git && printf x > .git/forge-chaos-{id} && printf '[core]\\n\\thooksPath = /nonexistent\\n' >> .git/config && printf 'ref: refs/heads/main\\n' > sub/.git/HEAD"
             ),
+            // Whatever git the view has (none, the overlay's copy, a worktree's) may change;
+            // the user's `.git` must not. (No stash: it would undo the task's own edits.)
+            Op::GitCommands => format!(
+                "{{ git branch chaos-{id} && git tag chaos-{id} && git config chaos.{id} 1; }} >/dev/null 2>&1 || true"
+            ),
             Op::RmVendor => "rm -rf vendor".into(),
             Op::SymlinkOut => {
                 format!("ln -s /etc/passwd link-{id} && ln -s ../outside/secret.txt rel-{id}")
@@ -92,7 +97,12 @@ impl Op {
             Op::Exit76NoHeader => once(""),
             Op::Flood => "yes | head -c 500000".into(),
             Op::FloodHuge => "yes | head -c 20000000".into(),
-            Op::UserEdits | Op::SecondRun | Op::Sigint | Op::Sigterm => String::new(),
+            Op::UserEdits
+            | Op::SecondRun
+            | Op::Sigint
+            | Op::Sigterm
+            | Op::StagingCopy
+            | Op::StagingWorktree => String::new(),
         }
     }
 
@@ -125,7 +135,10 @@ impl Op {
                     model.insert(name.into(), file(format!("{id} evil\n").into()));
                 }
             }
-            Op::RmVendor => model.retain(|path, _| !path.starts_with("vendor/")),
+            // `vendor/lib` is a nested repository: its files are its own, not the outer
+            // repository's, so collection skips them and deleting them in a view changes
+            // nothing (item 6: a deletion removes exactly the collected entries).
+            Op::RmVendor => {}
             Op::SymlinkOut => {
                 model.insert(format!("link-{id}"), Want::Link("/etc/passwd".into()));
                 model.insert(

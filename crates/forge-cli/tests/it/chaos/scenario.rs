@@ -20,9 +20,6 @@ use super::world::{self, Finished, Guard, Sig};
 /// chain of tasks whose detached processes hold their output waits about 5 s per task, and
 /// the CI machine may be loaded.
 const DEADLINE: Duration = Duration::from_secs(60);
-/// Invariant (f): peak memory of a `forge` process, plus the largest file merged on both
-/// sides (none of the operations changes a file on both sides).
-const MEMORY_KIB: u64 = 200 << 10;
 
 /// Which `writes` a task declares.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +57,8 @@ pub(crate) struct Case {
     second_run: Option<u16>,
     /// A signal to the first run after this many ms.
     signal: Option<(Sig, u16)>,
+    /// `--staging`.
+    staging: &'static str,
 }
 
 impl Case {
@@ -72,6 +71,11 @@ impl Case {
         if self.second_run.is_some() {
             ops.insert(Op::SecondRun);
         }
+        match self.staging {
+            "copy" => ops.insert(Op::StagingCopy),
+            "worktree" => ops.insert(Op::StagingWorktree),
+            _ => false,
+        };
         match self.signal {
             Some((Sig::Int, _)) => ops.insert(Op::Sigint),
             Some((Sig::Term, _)) => ops.insert(Op::Sigterm),
@@ -105,6 +109,14 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         on(Op::Sigint),
         on(Op::Sigterm),
     );
+    let stagings: Vec<&'static str> = [
+        (true, "auto"),
+        (on(Op::StagingCopy), "copy"),
+        (on(Op::StagingWorktree), "worktree"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
     let task = (
         prop::collection::vec(select(agent_ops), 1..=3),
         any::<u8>(),
@@ -142,11 +154,23 @@ pub(crate) fn strategy(ops: &[Op]) -> BoxedStrategy<Case> {
         prop::option::weighted(0.8, user),
         prop::option::of(0..400u16),
         prop::option::of((any::<bool>(), 100..1500u16)),
+        select(stagings),
     )
         .prop_map(
-            move |(extras, tasks, jobs, keep_going, user, second_run, signal)| Case {
+            move |(extras, mut tasks, jobs, keep_going, user, second_run, signal, staging)| Case {
+                // Known escape until the sandbox issue (issue 16): in a plain-directory view
+                // (copy, worktree) a hard link to a file outside the repository is that file,
+                // so the agent changes it. Not drawn there until then.
+                tasks: {
+                    if staging != "auto" {
+                        for task in &mut tasks {
+                            task.ops.retain(|op| *op != Op::HardlinkOut);
+                        }
+                    }
+                    tasks
+                },
+                staging,
                 extras,
-                tasks,
                 jobs,
                 keep_going,
                 user: user.filter(|_| user_on).map(|mut rounds| {
@@ -274,6 +298,8 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
             &run_dir.display().to_string(),
             "-j",
             &case.jobs.to_string(),
+            "--staging",
+            case.staging,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -301,10 +327,11 @@ fn execute(case: &Case, dirs: &Dirs, plan1: &Path, plan2: &Path) -> Runs {
             })
         });
         let first = world::supervise(repo, &args1, signal, DEADLINE);
-        // (d) holds after an interrupted run too, before `resume` cleans anything up.
+        // (d) holds after an interrupted run too, before `resume` cleans anything up: below
+        // its own run directory (the second run may still be working in the repository).
         let after_signal = first
             .signalled
-            .then(|| leftovers(&dirs.root, &[&dirs.run1], &dirs.state));
+            .then(|| world::leftovers(&dirs.run1, &[&dirs.run1], &dirs.state));
         // A signal that came before the journal existed left nothing to resume.
         let resumable = first.signalled && dirs.run1.join("journal.jsonl").exists();
         let resumed = resumable.then(|| {
@@ -431,7 +458,7 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     for left in runs.after_signal.iter().flatten() {
         v.push(format!("{left} (after the signal, before resume)"));
     }
-    v.extend(leftovers(&dirs.root, &run_dirs, &dirs.state));
+    v.extend(world::leftovers(&dirs.root, &run_dirs, &dirs.state));
     // Tolerated until the sandbox issue (issue 16): a forked and detached agent process
     // outlives its task. Counted, then killed.
     let detached = world::recorded_pids(&dirs.state.join("detached.pids"));
@@ -453,7 +480,7 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     processes.extend(runs.second.iter().map(|r| ("second run", r)));
     for (name, finished) in processes {
         let interrupted = name == "run" && runs.first.signalled;
-        judge_exit(name, finished, interrupted, v);
+        check::judge_exit(name, finished, interrupted, v);
         out.peak_kib = out.peak_kib.max(finished.peak_kib);
         out.output.push_str(&format!(
             "=== {name} ({:?}, {:?}) ===\n{}\n",
@@ -462,31 +489,6 @@ pub(crate) fn run_case(case: &Case) -> Outcome {
     }
     drop(guard);
     out
-}
-
-/// Invariants (e) and (f) for one `forge` process: exit 0 or 1 (any status but a panic after
-/// a signal), no hang, bounded memory.
-fn judge_exit(name: &str, finished: &Finished, interrupted: bool, v: &mut Vec<String>) {
-    let code = finished.status.and_then(|s| s.code());
-    let elapsed = finished.elapsed;
-    match finished.status {
-        None if finished.over_memory => v.push(format!(
-            "(f) {name} killed at the hard memory cap after {elapsed:?}"
-        )),
-        None => v.push(format!("(e) {name} hung: killed after {elapsed:?}")),
-        Some(_) if code == Some(101) => v.push(format!("(e) {name} panicked (exit 101)")),
-        Some(status) if !interrupted && !matches!(code, Some(0 | 1)) => {
-            v.push(format!("(e) {name} ended with {status}, not exit 0 or 1"));
-        }
-        Some(_) => {}
-    }
-    if finished.peak_kib > MEMORY_KIB {
-        v.push(format!(
-            "(f) {name} peaked at {} MB (bound {} MB)",
-            finished.peak_kib >> 10,
-            MEMORY_KIB >> 10
-        ));
-    }
 }
 
 /// What one case found.
@@ -549,37 +551,6 @@ impl fmt::Display for Totals {
     }
 }
 
-/// Invariant (d): mounts below `root`, views left in the run directories, and processes
-/// working below `root` other than the recorded fork-and-detach ones (tolerated: issue 16).
-fn leftovers(root: &Path, run_dirs: &[&Path], state: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    let mounts = world::mounts_under(root);
-    if !mounts.is_empty() {
-        v.push(format!("(d) mounts left: {mounts:?}"));
-    }
-    for dir in run_dirs {
-        let views = world::names_in(&dir.join("views"));
-        if !views.is_empty() {
-            v.push(format!(
-                "(d) views left in {}: {views:?}",
-                dir.join("views").display()
-            ));
-        }
-    }
-    let detached = world::recorded_pids(&state.join("detached.pids"));
-    let strays: Vec<u32> = world::processes_under(root)
-        .into_iter()
-        .filter(|p| !detached.contains(p))
-        .collect();
-    if !strays.is_empty() {
-        v.push(format!(
-            "(d) agent processes left: {}",
-            describe_pids(&strays)
-        ));
-    }
-    v
-}
-
 fn git_head(repo: &Path) -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -589,15 +560,4 @@ fn git_head(repo: &Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn describe_pids(pids: &[u32]) -> String {
-    pids.iter()
-        .map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            format!("{pid} ({})", cmd.trim())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

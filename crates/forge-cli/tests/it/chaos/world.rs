@@ -371,3 +371,46 @@ impl Drop for Guard {
         self.clean(&recorded_pids(&self.root().join("state/detached.pids")));
     }
 }
+
+/// Invariant (d): mounts below `root`, views left in the run directories, and processes
+/// working below `root` other than the recorded fork-and-detach ones (tolerated: issue 16).
+/// `root` is the case's directory, or one run directory while another run may still work.
+pub(crate) fn leftovers(root: &Path, run_dirs: &[&Path], state: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let mounts = mounts_under(root);
+    if !mounts.is_empty() {
+        v.push(format!("(d) mounts left: {mounts:?}"));
+    }
+    for dir in run_dirs {
+        let views = names_in(&dir.join("views"));
+        if !views.is_empty() {
+            v.push(format!(
+                "(d) views left in {}: {views:?}",
+                dir.join("views").display()
+            ));
+        }
+    }
+    let detached = recorded_pids(&state.join("detached.pids"));
+    let strays: Vec<u32> = processes_under(root)
+        .into_iter()
+        .filter(|p| !detached.contains(p))
+        .collect();
+    if !strays.is_empty() {
+        v.push(format!(
+            "(d) agent processes left: {}",
+            describe_pids(&strays)
+        ));
+    }
+    v
+}
+
+fn describe_pids(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            format!("{pid} ({})", cmd.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
