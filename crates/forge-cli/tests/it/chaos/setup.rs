@@ -207,7 +207,7 @@ pub(crate) fn apply_user(done: &[(UserAct, String)], model: &mut Model) -> Vec<U
 }
 
 /// The user's `.git` as far as an agent could change it: HEAD, refs, config and file names;
-/// less what forge itself writes there by design: the run branches `refs/heads/forge/*`
+/// less what forge itself writes there by design: the run branches `refs/heads/forge/*` and `refs/heads/forge-failed/*`
 /// and its bookkeeping directory `.git/forge` (publish lock and marker).
 pub(crate) fn git_state(repo: &Path) -> String {
     let config = std::fs::read_to_string(repo.join(".git/config")).unwrap_or_default();
@@ -216,7 +216,7 @@ pub(crate) fn git_state(repo: &Path) -> String {
     names.sort();
     let refs: String = world::git(repo, &["for-each-ref"])
         .lines()
-        .filter(|l| !l.contains("\trefs/heads/forge/"))
+        .filter(|l| !l.contains("\trefs/heads/forge/") && !l.contains("\trefs/heads/forge-failed/"))
         .map(|l| format!("{l}\n"))
         .collect();
     format!(
