@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,45 +78,9 @@ fn now() -> (i64, i64) {
     (d.as_secs() as i64, i64::from(d.subsec_nanos()))
 }
 
-/// Runs git in `repo` with `args` (hooks and fsmonitor off, no optional locks, none of the
-/// caller's `GIT_*` variables), against the index `index` when given; returns stdout.
+/// Runs git in `repo` with `args`, against the index `index` when given; returns stdout.
 pub(crate) fn git(repo: &Path, index: Option<&Path>, args: &[&str]) -> Result<Vec<u8>> {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .env("GIT_OPTIONAL_LOCKS", "0");
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_CEILING_DIRECTORIES",
-    ] {
-        cmd.env_remove(var);
-    }
-    if let Some(index) = index {
-        cmd.env("GIT_INDEX_FILE", index);
-    }
-    let fail = |message: String| StagingError::Git {
-        args: args.join(" "),
-        dir: repo.to_owned(),
-        message,
-    };
-    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    Ok(out.stdout)
+    crate::git::run(repo, index, args)
 }
 
 /// `$GIT_DIR` when `repo` is the top directory of a git work tree, else `None`.

@@ -21,7 +21,6 @@
 //! only left out of change sets, and deletions never remove them.
 
 use std::path::Path;
-use std::process::Command;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -328,25 +327,7 @@ fn is_work_tree(repo: &Path) -> bool {
 
 /// Runs `git args` in `dir` and returns its standard output.
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| StagingError::Git {
-            args: args.join(" "),
-            dir: dir.to_owned(),
-            message: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(StagingError::Git {
-            args: args.join(" "),
-            dir: dir.to_owned(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(out.stdout)
+    crate::git::run(dir, None, args)
 }
 
 #[cfg(test)]

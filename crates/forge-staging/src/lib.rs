@@ -124,6 +124,7 @@ mod cleanup;
 mod collect;
 mod copy;
 mod error;
+mod git;
 mod history;
 mod ignores;
 mod layers;
@@ -145,6 +146,7 @@ mod worktree;
 
 pub use cleanup::cleanup;
 pub use error::StagingError;
+pub use git::LOCAL_ENV_VARS as GIT_LOCAL_ENV_VARS;
 pub use history::{LayerEntry, base_tree, layer_labels, read_layer};
 pub use publish::{interrupted_publish, pending_publish};
 pub use staging::Staging;

@@ -26,7 +26,6 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use crate::copy;
@@ -38,52 +37,9 @@ use crate::sys;
 use crate::types::Entry;
 use crate::view::ViewState;
 
-/// The variables that point git at a repository other than the one `-C` names (what
-/// `git rev-parse --local-env-vars` lists): removed from every git forge runs, so a
-/// caller's `GIT_DIR` can never turn a command meant for a view against the user's
-/// repository.
-const LOCAL_ENV_VARS: &[&str] = &[
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_IMPLICIT_WORK_TREE",
-    "GIT_GRAFT_FILE",
-    "GIT_INDEX_FILE",
-    "GIT_NO_REPLACE_OBJECTS",
-    "GIT_REPLACE_REF_BASE",
-    "GIT_PREFIX",
-    "GIT_INTERNAL_SUPER_PREFIX",
-    "GIT_SHALLOW_FILE",
-    "GIT_COMMON_DIR",
-];
-
 /// Runs git with `args` in `dir`, returning its standard output.
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args);
-    for var in LOCAL_ENV_VARS {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .output()
-        .map_err(|e| StagingError::Git {
-            args: args.join(" "),
-            dir: dir.to_owned(),
-            message: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(StagingError::Git {
-            args: args.join(" "),
-            dir: dir.to_owned(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(out.stdout)
+    crate::git::run(dir, None, args)
 }
 
 /// Checks that `repo` is the top directory of a git work tree with a `HEAD` commit.

@@ -23,27 +23,12 @@ pub const EXIT_RETRYABLE: i32 = 75;
 pub const EXIT_RATE_LIMITED: i32 = 76;
 
 /// Inherited variables a child never gets, because they can point at the repository (or at
-/// the directory forge was started in) rather than at the task's view. `PWD` is not listed:
-/// it is set to the view.
+/// the directory forge was started in) rather than at the task's view, besides git's
+/// repository variables ([`forge_staging::GIT_LOCAL_ENV_VARS`]). `PWD` is not listed: it is
+/// set to the view.
 pub(crate) const REPOSITORY_ENV: &[&str] = &[
     "OLDPWD",
-    // git: `git rev-parse --local-env-vars`, which git itself clears when it changes
-    // repository.
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_IMPLICIT_WORK_TREE",
-    "GIT_GRAFT_FILE",
-    "GIT_INDEX_FILE",
-    "GIT_NO_REPLACE_OBJECTS",
-    "GIT_REPLACE_REF_BASE",
-    "GIT_PREFIX",
-    "GIT_SHALLOW_FILE",
-    "GIT_COMMON_DIR",
+    // git's repository variables come from forge_staging::GIT_LOCAL_ENV_VARS.
     // npm, yarn and pnpm scripts: where the package manager was started.
     "INIT_CWD",
     "PROJECT_CWD",
@@ -223,7 +208,10 @@ impl ProcessExecutor {
             .env("FORGE_WORKDIR", job.process_workdir())
             .env("PWD", job.process_workdir())
             .process_group(0);
-        for key in REPOSITORY_ENV {
+        for key in REPOSITORY_ENV
+            .iter()
+            .chain(forge_staging::GIT_LOCAL_ENV_VARS)
+        {
             command.env_remove(key);
         }
         for (key, value) in &self.env {

@@ -13,18 +13,6 @@ use super::LandError;
 /// The object id git uses for "no object" (`update-ref`'s "must not exist yet").
 pub(super) const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 
-/// Variables that would point git somewhere else than the repository it is run in.
-const GIT_ENV: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_CEILING_DIRECTORIES",
-];
-
 /// A `git` command in `repo`: hooks off, no optional locks, none of the caller's `GIT_*`
 /// variables that redirect it.
 pub(super) fn command(repo: &Path) -> Command {
@@ -34,7 +22,7 @@ pub(super) fn command(repo: &Path) -> Command {
         .args(["-c", "core.hooksPath=/dev/null"])
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null());
-    for var in GIT_ENV {
+    for var in forge_staging::GIT_LOCAL_ENV_VARS {
         cmd.env_remove(var);
     }
     cmd

@@ -90,7 +90,7 @@ fn check_error(text: &str, expected: &str) {
 fn parse_errors_name_the_problem() {
     check_error(
         r#"{"tasks": [{"id": "a", "dep": ["b"]}]}"#,
-        "invalid json plan: unknown field `dep`, expected one of `id`, `prompt`, `deps`, `reads`, `writes`, `priority`, `timeout`, `retries`, `executor`, `resources`, `duration_hint`, `cost` at line 1 column 28",
+        "invalid json plan: unknown field `dep`, expected one of `id`, `title`, `prompt`, `deps`, `reads`, `writes`, `priority`, `timeout`, `retries`, `executor`, `resources`, `duration_hint`, `cost` at line 1 column 28",
     );
     check_error(
         "[[task]]\nid = \"a\"\ntimeout = \"soon\"\n",
