@@ -267,12 +267,20 @@ pub fn write_branch(run_dir: &Path, options: &BranchOptions) -> Result<Branch, L
         .load_plan()
         .map_err(|e| run_dir_error(run_dir, e.to_string()))?;
     let (merges, started_ms) = read_merges(&dir)?;
-    let base_tree = forge_staging::base_tree(run_dir)?.ok_or_else(|| LandError::NoBase {
-        run_dir: run_dir.to_owned(),
-    })?;
+    let (base_tree, base_head) =
+        forge_staging::base_commit(run_dir)?.ok_or_else(|| LandError::NoBase {
+            run_dir: run_dir.to_owned(),
+        })?;
     let ident = identity(repo, options.author.as_deref())?;
 
-    let start = git::resolve_commit(repo, "HEAD")?;
+    // The branch starts where `HEAD` was when the run started: a commit the user made, or a
+    // branch they switched to, during the run must not become the run's parent (its
+    // changes would be undone by the run's commits). Older run directories did not record
+    // it: then `HEAD` now.
+    let start = match base_head {
+        Some(head) => Some(head),
+        None => git::resolve_commit(repo, "HEAD")?,
+    };
     let start_tree = match &start {
         Some(c) => Some(git::run(repo, &["rev-parse", &format!("{c}^{{tree}}")])?),
         None => None,

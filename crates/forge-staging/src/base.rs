@@ -34,6 +34,10 @@ pub(crate) enum Record {
         git_dir: PathBuf,
         /// The tree written from `base.index`.
         tree: String,
+        /// The commit `HEAD` named when the snapshot was taken (`None`: no commit yet, or a
+        /// run directory older than this field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
         /// When the snapshot was taken (seconds and nanoseconds since the epoch).
         taken_at: (i64, i64),
     },
@@ -130,9 +134,18 @@ pub(crate) fn ensure(repo: &Path, run_dir: &Path, ignores: &Ignores) -> Result<(
                 return Err(e);
             }
             let tree = git(repo, Some(&index), &["write-tree"])?;
+            let head = git(
+                repo,
+                None,
+                &["rev-parse", "--verify", "-q", "HEAD^{commit}"],
+            )
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out).trim().to_owned())
+            .filter(|id| !id.is_empty());
             Record::Git {
                 git_dir,
                 tree: String::from_utf8_lossy(&tree).trim().to_owned(),
+                head,
                 taken_at,
             }
         }

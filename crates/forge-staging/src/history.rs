@@ -115,8 +115,20 @@ pub fn layer_labels(run_dir: &Path) -> Result<Vec<(u64, Option<String>)>> {
 ///
 /// The run directory's snapshot record cannot be read.
 pub fn base_tree(run_dir: &Path) -> Result<Option<String>> {
+    Ok(base_commit(run_dir)?.map(|(tree, _)| tree))
+}
+
+/// The git tree of the working tree as the run in `run_dir` started ([`base_tree`]) and
+/// the commit `HEAD` named then (`None` in a repository without commits, or a run
+/// directory written before this was recorded); `None` when the run did not start in a git
+/// work tree.
+///
+/// # Errors
+///
+/// The run directory's snapshot record cannot be read.
+pub fn base_commit(run_dir: &Path) -> Result<Option<(String, Option<String>)>> {
     Ok(match base::read_record(run_dir)? {
-        Some(base::Record::Git { tree, .. }) => Some(tree),
+        Some(base::Record::Git { tree, head, .. }) => Some((tree, head)),
         Some(base::Record::Fingerprint { .. }) | None => None,
     })
 }

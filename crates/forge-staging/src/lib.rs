@@ -147,7 +147,7 @@ mod worktree;
 pub use cleanup::cleanup;
 pub use error::StagingError;
 pub use git::LOCAL_ENV_VARS as GIT_LOCAL_ENV_VARS;
-pub use history::{LayerEntry, base_tree, layer_labels, read_layer};
+pub use history::{LayerEntry, base_commit, base_tree, layer_labels, read_layer};
 pub use publish::{interrupted_publish, pending_publish};
 pub use staging::Staging;
 pub use types::{

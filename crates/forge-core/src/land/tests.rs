@@ -309,3 +309,55 @@ fn a_conflicted_tasks_work_is_kept_on_a_failed_branch() {
     let again = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "kept")).expect("again");
     assert_eq!(again, branch);
 }
+
+/// A commit the user makes while the run lasts is not the run branch's parent: the branch
+/// starts where `HEAD` was when the run started, so merging it undoes nothing of theirs
+/// (found by the session's hostile review: the branch reverted the user's new commit).
+#[test]
+fn the_branch_starts_where_head_was_when_the_run_started() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, false);
+    let start = git(&repo_dir, &["rev-parse", "HEAD"]);
+    let user = format!(
+        "git -C {} -c user.name=U -c user.email=u@u commit -q --allow-empty -m user-during-run",
+        repo_dir.display()
+    );
+    run(
+        &repo_dir,
+        &run_dir,
+        vec![Task::new("t", format!("{user} && echo agent > c.txt"))],
+    );
+    assert_ne!(
+        git(&repo_dir, &["rev-parse", "HEAD"]),
+        start,
+        "the user committed"
+    );
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "moved")).expect("land");
+    assert_eq!(branch.start.as_deref(), Some(start.trim()));
+    assert_eq!(
+        git(&repo_dir, &["rev-parse", "forge/moved~1"]),
+        start,
+        "the task's commit sits on the start, not on the user's new commit"
+    );
+    // Merging the branch adds the run's change and keeps the user's commit.
+    git(
+        &repo_dir,
+        &[
+            "-c",
+            "user.name=U",
+            "-c",
+            "user.email=u@u",
+            "merge",
+            "-q",
+            "--no-edit",
+            "forge/moved",
+        ],
+    );
+    assert_eq!(
+        git(&repo_dir, &["log", "--format=%s", "-1", "HEAD^1"]).trim(),
+        "user-during-run"
+    );
+    assert!(repo_dir.join("c.txt").is_file());
+}
