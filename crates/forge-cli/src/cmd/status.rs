@@ -114,7 +114,7 @@ pub(crate) fn to_json(
 }
 
 /// The plan's task ids in order, or the journal's when the plan is unreadable.
-fn task_ids(state: &RunState, plan: Option<&forge_core::Plan>) -> Vec<String> {
+pub(crate) fn task_ids(state: &RunState, plan: Option<&forge_core::Plan>) -> Vec<String> {
     match plan {
         Some(plan) => plan.tasks.iter().map(|t| t.id.clone()).collect(),
         None => state.tasks.keys().cloned().collect(),

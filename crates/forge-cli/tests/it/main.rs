@@ -4,6 +4,7 @@
 
 mod chaos;
 mod land;
+mod land_cmd;
 mod merge_file;
 mod metrics;
 mod plan;
