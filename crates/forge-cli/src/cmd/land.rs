@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use forge_core::TaskState;
 use forge_core::land::LandInto;
 
+use crate::land::Land;
 use crate::session::Settings;
 
 /// Arguments of `forge land`.
@@ -50,6 +51,16 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return refuse(err),
     };
+    if settings.landing.land == Land::Worktree {
+        return refuse(format!(
+            "run {} was landed into the working tree when it ran (--land worktree); nothing to do",
+            run_dir.display()
+        ));
+    }
+    let staging = match settings.engine_options(&run_dir) {
+        Ok(options) => options.staging,
+        Err(err) => return refuse(err),
+    };
     match forge_core::status(&run_dir) {
         Ok(state) if state.live => {
             return refuse(format!(
@@ -77,7 +88,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Ok(_) => {}
         Err(err) => return refuse(err.to_string()),
     }
-    let outcome = match forge_core::land::land(&run_dir, &settings.repo, args.into) {
+    let outcome = match forge_core::land::land(&run_dir, &settings.repo, args.into, &staging) {
         Ok(outcome) => outcome,
         Err(err) => return refuse(err.to_string()),
     };

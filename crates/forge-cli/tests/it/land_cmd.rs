@@ -376,3 +376,24 @@ fn land_worktree_reports_a_conflict_and_keeps_the_runs_version() {
         "x\ny\n"
     );
 }
+
+#[test]
+fn land_refuses_a_run_that_landed_in_the_working_tree_when_it_ran() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path();
+    git(repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    sandbox.write(
+        "plan.toml",
+        "[[task]]\nid = \"a\"\nprompt = \"echo a > a\"\n",
+    );
+    let out = sandbox.run(
+        &["--executor", "sh -c {prompt}", "--land", "worktree"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    for into in ["worktree", "ff", "squash"] {
+        let out = forge(repo, &["land", &sandbox.run_dir(), "--into", into]);
+        assert_eq!(out.status.code(), Some(2), "{into}");
+        assert!(text(&out).1.contains("--land worktree"), "{:?}", text(&out));
+    }
+}

@@ -85,13 +85,20 @@ pub fn landed(run_dir: &Path) -> Result<Option<Landed>, LandError> {
 }
 
 /// Lands the finished run in `run_dir` into `repo` as `into` says, and records it.
+/// `staging` are the options the run's staging was opened with (its ignores), for
+/// [`LandInto::Worktree`].
 ///
 /// # Errors
 ///
 /// [`LandError::Refused`] when the run was landed already, has no branch, `HEAD` moved
 /// since the run started, is detached, or the working tree is not clean (ff and squash);
 /// others when git or the run directory fails.
-pub fn land(run_dir: &Path, repo: &Path, into: LandInto) -> Result<LandOutcome, LandError> {
+pub fn land(
+    run_dir: &Path,
+    repo: &Path,
+    into: LandInto,
+    staging: &StagingOptions,
+) -> Result<LandOutcome, LandError> {
     if let Some(done) = landed(run_dir)? {
         return Err(refused(format!(
             "run {} was landed already (--into {}); nothing to do",
@@ -111,7 +118,7 @@ pub fn land(run_dir: &Path, repo: &Path, into: LandInto) -> Result<LandOutcome, 
     let mut conflicts = Vec::new();
     match into {
         LandInto::Worktree => {
-            conflicts = into_worktree(run_dir, repo)?;
+            conflicts = into_worktree(run_dir, repo, staging)?;
             record.conflicts = conflicts.iter().map(|c| c.path.clone()).collect();
         }
         LandInto::Ff | LandInto::Squash => {
@@ -153,13 +160,18 @@ pub fn delete_branch(run_dir: &Path, repo: &Path) -> Result<String, LandError> {
 }
 
 /// Merges the run's head generation three-way into the working tree, as `forge run --land
-/// worktree` does at the end of a run; the conflicts leave the user's version.
+/// worktree` does at the end of a run; the conflicts leave the user's version. `staging`
+/// as the run had them.
 ///
 /// # Errors
 ///
 /// The run directory cannot be opened as staging, or publishing fails.
-pub fn into_worktree(run_dir: &Path, repo: &Path) -> Result<Vec<PublishConflict>, LandError> {
-    let staging = Staging::open(repo, run_dir, StagingOptions::default())?;
+pub fn into_worktree(
+    run_dir: &Path,
+    repo: &Path,
+    staging: &StagingOptions,
+) -> Result<Vec<PublishConflict>, LandError> {
+    let staging = Staging::open(repo, run_dir, staging.clone())?;
     let report = staging.publish_with(&crate::engine::merge_for_publish)?;
     Ok(report.conflicts)
 }
