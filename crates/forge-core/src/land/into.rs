@@ -197,6 +197,9 @@ fn check_clean_start(repo: &Path, branch: &Branch) -> Result<(String, String), L
             abbrev(start)
         )));
     }
+    // `git status` below runs without optional locks, so it does not write refreshed stat
+    // data back; `read-tree -m -u` needs it, or it takes a freshly touched file as changed.
+    let _ = git::run(repo, &["update-index", "-q", "--refresh"]);
     let status = git::run(
         repo,
         &[
