@@ -213,7 +213,10 @@ pub(crate) fn log(args: LogArgs) -> ExitCode {
             None if state == "merged" => "(changed nothing)".into(),
             None => String::new(),
         };
-        println!("  {id:<width$}  {state:<11} {line}");
+        println!(
+            "{}",
+            format!("  {id:<width$}  {state:<11} {line}").trim_end()
+        );
     }
     ExitCode::SUCCESS
 }

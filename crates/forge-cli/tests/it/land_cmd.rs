@@ -397,3 +397,38 @@ fn land_refuses_a_run_that_landed_in_the_working_tree_when_it_ran() {
         assert!(text(&out).1.contains("--land worktree"), "{:?}", text(&out));
     }
 }
+
+#[test]
+fn diff_is_coloured_on_a_terminal() {
+    // `script` (util-linux) gives the command a pseudo-terminal as stdout.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to run forge on a terminal");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path();
+    let run_dir = finished_run(&sandbox, "tty");
+    let forge = env!("CARGO_BIN_EXE_forge");
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{forge} diff {run_dir} first"),
+            "/dev/null",
+        ])
+        .current_dir(repo)
+        .env("GIT_PAGER", "cat")
+        .output()
+        .expect("script runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?} {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\x1b["), "colour on a terminal: {stdout:?}");
+    assert!(
+        stdout.contains("\x1b[32mfirst"),
+        "the added line, green: {stdout:?}"
+    );
+}
