@@ -289,6 +289,13 @@ pub(crate) fn show(args: ShowArgs) -> ExitCode {
     for kept in run.kept(task) {
         println!("its work is kept in {}", kept.display());
     }
+    // A task that did not merge may keep its work as a commit in the forge-failed namespace.
+    let name = run.branch.refname.trim_start_matches("refs/heads/forge/");
+    let failed = format!("refs/heads/forge-failed/{name}/{task}");
+    if git(&run.repo, &["rev-parse", "--verify", "-q", &failed]).is_ok() {
+        let short = failed.trim_start_matches("refs/heads/");
+        println!("its work is on branch {short} (git show {short})");
+    }
     let result = match run.commit_of(task) {
         Some(commit) => git_to_stdout(&run.repo, &["show", "--format=fuller", commit]),
         None => Ok(()),

@@ -432,3 +432,50 @@ fn diff_is_coloured_on_a_terminal() {
         "the added line, green: {stdout:?}"
     );
 }
+
+#[test]
+fn show_names_a_conflicted_tasks_paths_and_where_its_work_is_kept() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path();
+    git(repo, &["config", "user.name", "Ada"]);
+    git(repo, &["config", "user.email", "ada@example.com"]);
+    sandbox.write("a.txt", "one\n");
+    sandbox.write(".gitignore", "plan.toml\n");
+    git(repo, &["add", "a.txt", ".gitignore"]);
+    git(repo, &["commit", "-qm", "init"]);
+    // Both start from generation 0 and rewrite the same line: the second to merge conflicts.
+    sandbox.write(
+        "plan.toml",
+        "[[task]]\nid = \"x\"\nprompt = \"sleep 0.5; echo X > a.txt\"\n\n\
+         [[task]]\nid = \"y\"\nprompt = \"sleep 0.5; echo Y > a.txt\"\n",
+    );
+    let out = sandbox.run(
+        &[
+            "--executor",
+            "sh -c {prompt}",
+            "--land",
+            "branch",
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("1 commit"), "{stdout}\n{stderr}");
+    let log = text(&forge(repo, &["log", &sandbox.run_dir()])).0;
+    let loser = if log.contains("  y  failed") {
+        "y"
+    } else {
+        "x"
+    };
+    assert!(log.contains(&format!("  {loser}  failed")), "{log}");
+    let out = forge(repo, &["show", &sandbox.run_dir(), loser]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("conflicts: a.txt"), "{stdout}");
+    let kept = Path::new(&sandbox.run_dir()).join(format!("kept/{loser}-1"));
+    assert!(
+        stdout.contains(&format!("its work is kept in {}", kept.display())),
+        "{stdout}"
+    );
+}
