@@ -93,12 +93,22 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Err(err) => return refuse(err.to_string()),
     };
     match (&outcome.landed.branch, &outcome.landed.commit) {
-        (Some(branch), Some(commit)) => println!(
-            "{} is now at {} (--into {})",
-            branch.trim_start_matches("refs/heads/"),
-            &commit[..commit.len().min(12)],
-            args.into.as_str()
-        ),
+        (Some(branch), Some(commit)) => {
+            if let Ok(Some(run_branch)) = forge_core::land::recorded_branch(&run_dir)
+                && run_branch.working_tree.is_some()
+            {
+                println!(
+                    "note: the run branch's first commit holds the uncommitted changes your \
+                     working tree had when the run started: they are committed now"
+                );
+            }
+            println!(
+                "{} is now at {} (--into {})",
+                branch.trim_start_matches("refs/heads/"),
+                &commit[..commit.len().min(12)],
+                args.into.as_str()
+            );
+        }
         _ => println!("the run's result is merged into the working tree (nothing committed)"),
     }
     for conflict in &outcome.conflicts {

@@ -44,6 +44,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 if branch.commits.len() == 1 { "" } else { "s" }
             );
         }
+        if let Ok(Some(landed)) = forge_core::land::landed(&args.run_dir) {
+            println!("landed with `forge land --into {}`", landed.into.as_str());
+        }
     }
     // Issue 13 item 17: a publish that started and never finished leaves the tree mixed.
     if let Ok(Some(generation)) = forge_core::staging::interrupted_publish(&args.run_dir) {

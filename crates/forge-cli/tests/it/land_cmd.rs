@@ -241,6 +241,11 @@ fn land_ff_fast_forwards_the_current_branch_without_hooks_and_only_once() {
     assert_eq!(git(repo, &["rev-list", "--count", "HEAD"]).trim(), "3");
     assert_eq!(git(repo, &["branch", "--list", "forge/ff"]), "", "deleted");
     no_hook_ran(repo);
+    let status = text(&forge(repo, &["status", &run_dir])).0;
+    assert!(
+        status.contains("landed with `forge land --into ff`"),
+        "{status}"
+    );
     let out = forge(repo, &["land", &run_dir, "--into", "ff"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("landed already"), "{:?}", text(&out));
@@ -478,4 +483,40 @@ fn show_names_a_conflicted_tasks_paths_and_where_its_work_is_kept() {
         stdout.contains(&format!("its work is kept in {}", kept.display())),
         "{stdout}"
     );
+}
+
+#[test]
+fn land_ff_of_a_run_started_on_a_dirty_tree_says_the_start_changes_are_committed() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path();
+    git(repo, &["config", "user.name", "Ada"]);
+    git(repo, &["config", "user.email", "ada@example.com"]);
+    sandbox.write("a.txt", "one\n");
+    sandbox.write(".gitignore", "plan.toml\n");
+    git(repo, &["add", "a.txt", ".gitignore"]);
+    git(repo, &["commit", "-qm", "init"]);
+    sandbox.write("notes.txt", "mine\n");
+    sandbox.write(
+        "plan.toml",
+        "[[task]]\nid = \"a\"\nprompt = \"echo two >> a.txt\"\n",
+    );
+    let out = sandbox.run(&["--executor", "sh -c {prompt}", "--land", "branch"], None);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    // Still dirty: refused. Once the user commits nothing and removes the file: landed.
+    let out = forge(repo, &["land", &sandbox.run_dir(), "--into", "ff"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_file(repo.join("notes.txt")).expect("rm");
+    let out = forge(repo, &["land", &sandbox.run_dir(), "--into", "ff"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("they are committed now"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("notes.txt")).expect("read"),
+        "mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("a.txt")).expect("read"),
+        "one\ntwo\n"
+    );
+    assert_eq!(git(repo, &["rev-list", "--count", "HEAD"]).trim(), "3");
 }
