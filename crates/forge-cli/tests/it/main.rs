@@ -10,6 +10,7 @@ mod metrics;
 mod plan;
 mod publish;
 mod resume;
+mod review;
 mod run;
 mod signals;
 mod trust;
