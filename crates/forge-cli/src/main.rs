@@ -31,6 +31,17 @@ enum Command {
     Resume(cmd::resume::Args),
     /// Three-way file merge with `git merge-file`'s arguments and exit status.
     MergeFile(cmd::merge_file::Args),
+    /// One line per task of a run: its state, its commit on the run branch, files changed
+    /// and lines added and removed.
+    Log(cmd::review::LogArgs),
+    /// The patch of one task's commit on the run branch, or of the whole run.
+    Diff(cmd::review::DiffArgs),
+    /// A task's commit message, trailers and patch; for a task that did not merge, its
+    /// error and where its work is kept.
+    Show(cmd::review::ShowArgs),
+    /// Land a finished run later: into the working tree, or onto the current branch
+    /// (fast-forward or one squashed commit).
+    Land(cmd::land::Args),
     /// Tell whether two path patterns can cover the same path.
     Overlap(cmd::overlap::Args),
 }
@@ -49,5 +60,9 @@ fn main() -> ExitCode {
         Command::Resume(args) => cmd::resume::run(args),
         Command::MergeFile(_) => unreachable!("merge-file is dispatched before clap parses"),
         Command::Overlap(args) => cmd::overlap::run(args),
+        Command::Log(args) => cmd::review::log(args),
+        Command::Diff(args) => cmd::review::diff(args),
+        Command::Show(args) => cmd::review::show(args),
+        Command::Land(args) => cmd::land::run(args),
     }
 }

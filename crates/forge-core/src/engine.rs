@@ -480,7 +480,7 @@ async fn execute(
 /// Publishing's merge of a path the user changed during the run (ours) and the run
 /// changed too (theirs): forge-merge's per-path three-way merge; a conflict leaves the
 /// user's version.
-fn merge_for_publish(
+pub(crate) fn merge_for_publish(
     path: &str,
     base: Option<&Entry>,
     ours: Option<&Entry>,

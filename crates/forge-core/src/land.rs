@@ -23,6 +23,7 @@
 //!   an existing branch is never overwritten (the same commit already there counts as done).
 
 mod git;
+mod into;
 mod journal;
 mod kept;
 mod message;
@@ -35,6 +36,8 @@ use self::kept::{read_kept, ref_component};
 use self::message::{identity, message, parse_ident, split_ident};
 use crate::engine::RunDir;
 use crate::plan::Task;
+
+pub use into::{LandInto, LandOutcome, Landed, delete_branch, into_worktree, land, landed};
 
 /// The longest subject line a commit gets.
 const SUBJECT_MAX: usize = 72;
@@ -188,6 +191,12 @@ pub enum LandError {
         /// Why.
         source: std::io::Error,
     },
+    /// `forge land` will not do it (landed already, `HEAD` moved, a dirty working tree).
+    #[error("{reason}")]
+    Refused {
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A file of the run directory could not be read or written.
     #[error("{path}")]
     Io {
@@ -196,6 +205,13 @@ pub enum LandError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// A `git` command in `repo` as forge runs git: no hooks (`core.hooksPath=/dev/null`), no
+/// optional locks, none of the caller's `GIT_*` variables that would redirect it.
+#[must_use]
+pub fn git_command(repo: &Path) -> std::process::Command {
+    git::command(repo)
 }
 
 /// Checks, before a run starts, that `refs/heads/forge/NAME` is a valid branch name that

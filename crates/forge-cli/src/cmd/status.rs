@@ -44,6 +44,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 if branch.commits.len() == 1 { "" } else { "s" }
             );
         }
+        if let Ok(Some(landed)) = forge_core::land::landed(&args.run_dir) {
+            println!("landed with `forge land --into {}`", landed.into.as_str());
+        }
     }
     // Issue 13 item 17: a publish that started and never finished leaves the tree mixed.
     if let Ok(Some(generation)) = forge_core::staging::interrupted_publish(&args.run_dir) {
@@ -114,7 +117,7 @@ pub(crate) fn to_json(
 }
 
 /// The plan's task ids in order, or the journal's when the plan is unreadable.
-fn task_ids(state: &RunState, plan: Option<&forge_core::Plan>) -> Vec<String> {
+pub(crate) fn task_ids(state: &RunState, plan: Option<&forge_core::Plan>) -> Vec<String> {
     match plan {
         Some(plan) => plan.tasks.iter().map(|t| t.id.clone()).collect(),
         None => state.tasks.keys().cloned().collect(),

@@ -4,11 +4,13 @@
 
 mod chaos;
 mod land;
+mod land_cmd;
 mod merge_file;
 mod metrics;
 mod plan;
 mod publish;
 mod resume;
+mod review;
 mod run;
 mod signals;
 mod trust;

@@ -361,3 +361,59 @@ fn the_branch_starts_where_head_was_when_the_run_started() {
     );
     assert!(repo_dir.join("c.txt").is_file());
 }
+
+#[test]
+fn land_squash_records_the_landing_refuses_a_second_and_delete_expects_the_branch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, false);
+    run(
+        &repo_dir,
+        &run_dir,
+        vec![Task::new("edit", "echo more >> a.txt").title("Add a line")],
+    );
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "sq")).expect("branch");
+    let start = git(&repo_dir, &["rev-parse", "HEAD"]);
+    let staging = forge_staging::StagingOptions::default();
+
+    let outcome = land(&run_dir, &repo_dir, LandInto::Squash, &staging).expect("landed");
+    let head = git(&repo_dir, &["rev-parse", "HEAD"]);
+    assert_eq!(outcome.landed.commit.as_deref(), Some(head.trim()));
+    assert_eq!(outcome.landed.branch.as_deref(), Some("refs/heads/main"));
+    assert_eq!(git(&repo_dir, &["rev-parse", "HEAD~1"]), start);
+    assert_eq!(
+        git(&repo_dir, &["rev-parse", "HEAD^{tree}"]),
+        git(
+            &repo_dir,
+            &["rev-parse", &format!("{}^{{tree}}", branch.head)]
+        )
+    );
+    assert_eq!(git(&repo_dir, &["status", "--porcelain"]), "");
+    let message = git(&repo_dir, &["log", "-1", "--format=%B"]);
+    assert!(message.starts_with("forge run sq: 1 task\n"), "{message}");
+    assert!(
+        message.contains("- edit: Add a line\n  Forge-Task: edit\n"),
+        "{message}"
+    );
+    assert_eq!(
+        landed(&run_dir).expect("read").map(|l| l.into),
+        Some(LandInto::Squash)
+    );
+    let again = land(&run_dir, &repo_dir, LandInto::Ff, &staging);
+    assert!(
+        matches!(&again, Err(LandError::Refused { reason }) if reason.contains("landed already")),
+        "{again:?}"
+    );
+
+    // The run branch moved by someone else: deleting it is refused, it stays.
+    git(&repo_dir, &["update-ref", &branch.refname, start.trim()]);
+    assert!(delete_branch(&run_dir, &repo_dir).is_err());
+    assert_eq!(git(&repo_dir, &["rev-parse", &branch.refname]), start);
+    git(&repo_dir, &["update-ref", &branch.refname, &branch.head]);
+    assert_eq!(
+        delete_branch(&run_dir, &repo_dir).expect("deleted"),
+        branch.refname
+    );
+    assert_eq!(git(&repo_dir, &["branch", "--list", "forge/sq"]), "");
+}
