@@ -68,6 +68,9 @@ impl Landing {
         if let Some(author) = &self.author {
             land::check_author(author).map_err(|e| format!("--author: {e}"))?;
         }
+        if self.land != Land::None && self.name.is_empty() {
+            return Err("--name: the run name must not be empty".into());
+        }
         if !self.writes_branch() {
             return Ok(());
         }
@@ -159,6 +162,7 @@ pub(crate) fn default_name(plan: &Path) -> String {
             }
         })
         .collect();
+    let stem = stem.replace("..", "-");
     let stem = stem.trim_matches(['.', '-']);
     let stem = if stem.is_empty() { "run" } else { stem };
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();

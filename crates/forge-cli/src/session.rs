@@ -274,8 +274,9 @@ where
         match outcome {
             Ok(outcome) => {
                 display::summarize(&outcome, run_dir, mode);
-                // An interrupted run gets its branch when `forge resume` finishes it.
-                if signal == 0
+                // An interrupted run gets its branch when `forge resume` finishes it; one
+                // whose every task finished before the signal took effect gets it now.
+                if (signal == 0 || outcome.is_success())
                     && let Some((landing, repo)) = landing
                     && let Err(err) = landing.write(repo, run_dir, mode)
                 {

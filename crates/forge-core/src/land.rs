@@ -244,14 +244,48 @@ pub fn check_author(author: &str) -> Result<(), LandError> {
     }
 }
 
+/// The longest run name: ref names become file names (`refs/heads/forge/NAME`, and
+/// `forge-failed/NAME/TASK` below it) that must fit the file system's 255 bytes.
+const NAME_MAX: usize = 100;
+
 fn check_name(repo: &Path, name: &str, refname: &str) -> Result<(), LandError> {
     let bad = || LandError::BadName {
         name: name.to_owned(),
     };
-    if name.is_empty() || name.starts_with('-') {
+    if name.is_empty() || name.starts_with('-') || name.len() > NAME_MAX {
         return Err(bad());
     }
     git::run(repo, &["check-ref-format", refname]).map_err(|_| bad())?;
+    // A ref below the name (`forge/NAME/x`) or above it (`forge/N` for NAME `N/x`) would
+    // make git refuse to create the branch at the end of the run: refuse now.
+    let below = git::run(
+        repo,
+        &[
+            "for-each-ref",
+            "--count=1",
+            "--format=%(refname)",
+            &format!("{refname}/"),
+        ],
+    )?;
+    if !below.is_empty() {
+        return Err(LandError::BranchExists {
+            refname: below,
+            existing: "a ref below the run's branch name".into(),
+        });
+    }
+    let mut prefix = String::from("refs/heads/forge");
+    for part in name
+        .split('/')
+        .take(name.split('/').count().saturating_sub(1))
+    {
+        prefix = format!("{prefix}/{part}");
+        if let Some(existing) = git::resolve_commit(repo, &prefix)? {
+            return Err(LandError::BranchExists {
+                refname: prefix,
+                existing,
+            });
+        }
+    }
     Ok(())
 }
 

@@ -150,6 +150,8 @@ pub(crate) fn render(state: &RunState, plan: Option<&forge_core::Plan>) -> Strin
         },
         if state.published {
             "; published"
+        } else if state.finished {
+            "; finished (the working tree was not written: the run lands as a branch)"
         } else if state.live {
             "; still running"
         } else {

@@ -87,6 +87,10 @@ fn by_default_a_run_lands_as_a_branch_and_the_working_tree_is_untouched() {
         status_out.contains("branch forge/land-test: 2 commits"),
         "forge status names the branch: {status_out}"
     );
+    assert!(
+        status_out.contains("finished (the working tree was not written"),
+        "a finished branch run is not called interrupted: {status_out}"
+    );
 
     assert_eq!(
         git(repo, &["status", "--porcelain", "--ignored"]),

@@ -63,7 +63,12 @@ pub(super) fn read_merges(dir: &RunDir) -> Result<(Vec<Merge>, u64), LandError> 
         };
         let (attempt, ts_ms) = match info {
             Some((t, attempt, ts)) if *t == task => (*attempt, *ts),
-            _ => (attempts.get(&task).copied().unwrap_or(1), last_ms),
+            // No record: the time the layer was committed, which stays the same however
+            // often the run is resumed (the journal's last record does not).
+            _ => (
+                attempts.get(&task).copied().unwrap_or(1),
+                layer_time(run_dir, generation).unwrap_or(last_ms),
+            ),
         };
         merges.push(Merge {
             task,
@@ -73,4 +78,16 @@ pub(super) fn read_merges(dir: &RunDir) -> Result<(Vec<Merge>, u64), LandError> 
         });
     }
     Ok((merges, started_ms))
+}
+
+/// When layer `generation` of `run_dir` was committed (its manifest's modification time), in
+/// milliseconds since the epoch.
+fn layer_time(run_dir: &std::path::Path, generation: u64) -> Option<u64> {
+    let manifest = run_dir
+        .join("layers")
+        .join(generation.to_string())
+        .join("manifest.json");
+    let modified = std::fs::metadata(manifest).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }

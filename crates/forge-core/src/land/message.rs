@@ -69,7 +69,10 @@ pub(super) fn parse_ident(ident: &str) -> Option<(&str, &str)> {
     let (name, rest) = ident.split_once('<')?;
     let email = rest.strip_suffix('>')?;
     let name = name.trim();
-    let bad = |s: &str| s.contains(['<', '>', '\n', '\r', '\0']);
+    let bad = |s: &str| s.contains(['<', '>']) || s.chars().any(char::is_control);
+    if ident.chars().any(char::is_control) {
+        return None;
+    }
     (!name.is_empty() && !email.is_empty() && !bad(name) && !bad(email)).then_some((name, email))
 }
 

@@ -417,3 +417,24 @@ fn land_squash_records_the_landing_refuses_a_second_and_delete_expects_the_branc
     );
     assert_eq!(git(&repo_dir, &["branch", "--list", "forge/sq"]), "");
 }
+
+/// Names and authors that git would refuse at the end of a run are refused before it
+/// (hostile review: a ref below or above the name, a 300-character name and an author with
+/// a line break passed the check and failed only after all the agents' work).
+#[test]
+fn names_git_would_refuse_later_are_refused_up_front() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    repo(&repo_dir, false);
+    git(&repo_dir, &["update-ref", "refs/heads/forge/d/x", "HEAD"]);
+    git(&repo_dir, &["update-ref", "refs/heads/forge/up", "HEAD"]);
+    for name in ["d", "up/x", &"n".repeat(300), ""] {
+        assert!(
+            check_branch_free(&repo_dir, name).is_err(),
+            "{name:?} should be refused"
+        );
+    }
+    check_branch_free(&repo_dir, "d2").expect("free");
+    assert!(check_author("x\n <a@b>").is_err());
+    assert!(check_author("Ada <ada@example.com>").is_ok());
+}

@@ -79,6 +79,9 @@ pub struct RunState {
     pub spans: BTreeMap<String, (u64, u64)>,
     /// Whether the run finished and published.
     pub published: bool,
+    /// Whether the run finished (published into the working tree or not: a run that lands
+    /// as a branch does not publish).
+    pub finished: bool,
     /// Whether a process is running (or resuming) the run right now.
     pub live: bool,
     /// Whether the journal's last line was torn (the process died while writing it).
@@ -222,7 +225,10 @@ impl RunState {
             Event::ScopeViolation { task, paths } => {
                 self.scope_violations.push((task.clone(), paths.clone()));
             }
-            Event::RunPublished { published, .. } => self.published = *published,
+            Event::RunPublished { published, .. } => {
+                self.published = *published;
+                self.finished = true;
+            }
             Event::EventsLost { missed } => self.events_lost += missed,
             Event::RunResumed { .. } => {
                 // Tasks that were running when the process died start over.
@@ -232,6 +238,7 @@ impl RunState {
                     }
                 }
                 self.published = false;
+                self.finished = false;
             }
             _ => {}
         }
