@@ -214,6 +214,9 @@ pub(crate) enum Baseline {
         /// Base paths whose working-tree content differs from the base (after a refresh of
         /// the base index's stat data).
         dirty: HashSet<String>,
+        /// When `dirty` was listed: a path changed after it (its ctime says so) is read
+        /// again, however clean it was then.
+        loaded_at: (i64, i64),
         /// Files not in the base and not ignored: created since the start.
         created: HashSet<String>,
         /// When the snapshot was taken.
@@ -291,6 +294,7 @@ impl Baseline {
                 // Refreshing the copy's stat data (never its contents) makes `diff-files`
                 // list only paths whose content differs, not ones merely touched. It exits
                 // non-zero when some need updating: that is what diff-files reports next.
+                let loaded_at = now();
                 let _ = git(repo, Some(&index), &["update-index", "-q", "--refresh"]);
                 let dirty = nul_list(git(
                     repo,
@@ -306,6 +310,7 @@ impl Baseline {
                     repo: repo.to_owned(),
                     tree,
                     dirty,
+                    loaded_at,
                     created,
                     taken_at,
                 })
@@ -349,10 +354,16 @@ impl Baseline {
                 dirty,
                 created,
                 taken_at,
+                loaded_at,
                 ..
             } => {
                 if tree.contains_key(path) {
-                    if !dirty.contains(path) {
+                    // Clean when listed, and not touched since (a publish takes a while: the
+                    // user may edit a file after the list was made and before its turn).
+                    let touched_since = lstat(&repo.join(path))?.is_none_or(|m| {
+                        (m.ctime(), m.ctime_nsec()) >= (loaded_at.0 - 1, loaded_at.1)
+                    });
+                    if !dirty.contains(path) && !touched_since {
                         return Ok(Ours::Unchanged);
                     }
                     let base = self.entry(path)?;

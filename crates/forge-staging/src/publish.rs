@@ -111,6 +111,8 @@ pub(crate) fn publish(
     }
     // Looked at under the lock: another run's publish may just have changed the tree.
     let baseline = Baseline::load(repo, &inner.run_dir)?;
+    #[cfg(test)]
+    race::at(race::Point::BaselineLoaded);
     if let Some(old) = record.tmp_dir.take() {
         sys::remove_any(&old)?;
     }
@@ -403,9 +405,38 @@ impl Publisher<'_> {
             .filter_map(|s| s.file_path().map(Path::to_owned))
             .collect();
         sys::fsync_all(&files)?;
-        for staged in self.pending.drain(..) {
-            staged.verify_and_rename()?;
+        #[cfg(test)]
+        race::at(race::Point::BeforeRenames);
+        for staged in std::mem::take(&mut self.pending) {
+            if !staged.verify_and_rename()? {
+                self.changed_meanwhile(&staged)?;
+            }
         }
+        Ok(())
+    }
+
+    /// The user changed the path of `staged` after it was decided: their version stays,
+    /// the run's is kept in `run_dir/publish-conflicts/PATH` and reported.
+    fn changed_meanwhile(&mut self, staged: &write::Staged) -> Result<()> {
+        let path = staged
+            .disk
+            .strip_prefix(self.repo)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| staged.disk.display().to_string());
+        let dst = self.inner.run_dir.join("publish-conflicts").join(&path);
+        sys::remove_any(&dst)?;
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(StagingError::io("mkdir", parent))?;
+        }
+        // The temp area may be on another file system than the run directory: copy.
+        sys::copy_entry(&staged.tmp, &dst, true)?;
+        sys::remove_any(&staged.tmp)?;
+        self.report.written -= 1;
+        self.report.conflicts.push(PublishConflict {
+            path,
+            kind: PublishConflictKind::Content,
+            kept: Some(dst),
+        });
         Ok(())
     }
 
@@ -438,6 +469,44 @@ fn theirs_entry(f: &Folded) -> Result<Option<Entry>> {
         Op::Delete => Ok(None),
         Op::Dir | Op::Opaque => Ok(Some(Entry::Dir)),
         Op::File | Op::Exec | Op::Symlink => sys::read_entry(&f.source),
+    }
+}
+
+/// Test hooks: the user's edits made at chosen points of a publish.
+#[cfg(test)]
+pub(crate) mod race {
+    use std::cell::RefCell;
+
+    /// Where a publish calls the hook.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(crate) enum Point {
+        /// The baseline (what the user changed so far) was just listed.
+        BaselineLoaded,
+        /// A batch of paths was decided and staged; their renames come next.
+        BeforeRenames,
+    }
+
+    type Hook = Box<dyn FnMut(Point)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = RefCell::new(None);
+    }
+
+    /// Calls `hook` at every point of the publishes on this thread until `clear`.
+    pub(crate) fn set(hook: impl FnMut(Point) + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    pub(crate) fn clear() {
+        HOOK.with(|h| *h.borrow_mut() = None);
+    }
+
+    pub(super) fn at(point: Point) {
+        HOOK.with(|h| {
+            if let Some(hook) = h.borrow_mut().as_mut() {
+                hook(point);
+            }
+        });
     }
 }
 

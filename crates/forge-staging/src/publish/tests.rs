@@ -551,3 +551,49 @@ fn trust_02_a_user_file_in_the_way_of_the_runs_directory_is_kept() {
         "new\n"
     );
 }
+
+/// The user edits a file while the publish itself runs (hostile review: with thousands of
+/// paths the publish takes seconds, and a path that was clean when the publish listed the
+/// user's changes was written without a second look, losing the edit). After the listing:
+/// the edit is merged; between the decision and the rename: the user's file stays and the
+/// run's version is kept and reported.
+#[test]
+fn trust_02_user_edits_during_the_publish_are_never_overwritten() {
+    use crate::publish::race::{self, Point};
+    for point in [Point::BaselineLoaded, Point::BeforeRenames] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = git_repo(tmp.path());
+        let staging = open(&repo, &tmp.path().join("run"));
+        staging
+            .commit(&[change("a.txt", "l1\nAGENT\nl3\n")])
+            .expect("commit");
+        let user = repo.clone();
+        let mut done = false;
+        race::set(move |at| {
+            if at == point && !done {
+                done = true;
+                // A rewrite in place (same inode), as most editors and `>` do.
+                fs::write(user.join("a.txt"), "l1\nl2\nUSER\n").expect("write");
+            }
+        });
+        let report = staging.publish_with(&line_merge);
+        race::clear();
+        let report = report.expect("publish");
+        let text = read(&repo, "a.txt");
+        assert!(
+            text.contains("USER\n"),
+            "{point:?}: the user's line is lost: {text:?}"
+        );
+        match point {
+            Point::BaselineLoaded => {
+                assert!(report.is_clean(), "{report:?}");
+                assert_eq!(text, "l1\nAGENT\nUSER\n", "merged");
+            }
+            Point::BeforeRenames => {
+                assert_eq!(report.conflicts.len(), 1, "{report:?}");
+                let kept = report.conflicts[0].kept.as_ref().expect("kept");
+                assert_eq!(fs::read_to_string(kept).expect("kept"), "l1\nAGENT\nl3\n");
+            }
+        }
+    }
+}

@@ -34,6 +34,24 @@ pub(crate) struct Staged {
     file: Option<(File, u64, u64)>,
     /// A symlink's target.
     link: Option<PathBuf>,
+    /// What was at `disk` when the path was decided (`None`: nothing): if that changed
+    /// before the rename, the user edited the path meanwhile and it is not replaced.
+    expected: Option<Stamp>,
+}
+
+/// Device, inode, size, mtime and ctime of a file: what changes when anyone writes it.
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(meta: &fs::Metadata) -> Stamp {
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
 }
 
 /// Where temporary files go, and how many were made.
@@ -75,7 +93,7 @@ impl TempArea {
                 let meta = fs::symlink_metadata(src).map_err(StagingError::io("stat", src))?;
                 if meta.file_type().is_symlink() {
                     let target = fs::read_link(src).map_err(StagingError::io("readlink", src))?;
-                    return symlink(tmp, disk, target);
+                    return symlink(tmp, disk, target, existing);
                 }
                 if !meta.is_file() {
                     return Err(StagingError::Corrupt {
@@ -89,7 +107,9 @@ impl TempArea {
                     sys::is_executable(meta.mode()),
                 )
             }
-            Content::Entry(Entry::Symlink { target }) => return symlink(tmp, disk, target.clone()),
+            Content::Entry(Entry::Symlink { target }) => {
+                return symlink(tmp, disk, target.clone(), existing);
+            }
             Content::Entry(Entry::File { data, executable }) => {
                 (Box::new(io::Cursor::new(data.as_slice())), *executable)
             }
@@ -141,6 +161,7 @@ impl TempArea {
             disk: disk.to_owned(),
             file: Some((file, size, hash)),
             link: None,
+            expected: existing.map(stamp),
         })
     }
 }
@@ -154,13 +175,19 @@ fn with_exec(mode: u32, executable: bool) -> u32 {
     }
 }
 
-fn symlink(tmp: PathBuf, disk: &Path, target: PathBuf) -> Result<Staged> {
+fn symlink(
+    tmp: PathBuf,
+    disk: &Path,
+    target: PathBuf,
+    existing: Option<&fs::Metadata>,
+) -> Result<Staged> {
     std::os::unix::fs::symlink(&target, &tmp).map_err(StagingError::io("symlink", &tmp))?;
     Ok(Staged {
         tmp,
         disk: disk.to_owned(),
         file: None,
         link: Some(target),
+        expected: existing.map(stamp),
     })
 }
 
@@ -203,7 +230,9 @@ fn tampered(path: &Path, what: &str) -> StagingError {
 impl Staged {
     /// Checks that the temporary path still holds exactly what was written, renames it
     /// over its path, and checks that the path now is that file.
-    pub(crate) fn verify_and_rename(self) -> Result<()> {
+    /// Returns `false`, renaming nothing, when what is at the path is no longer what was
+    /// there when the path was decided (the user changed it during the publish).
+    pub(crate) fn verify_and_rename(&self) -> Result<bool> {
         let tmp_meta =
             fs::symlink_metadata(&self.tmp).map_err(StagingError::io("stat", &self.tmp))?;
         let identity = match (&self.file, &self.link) {
@@ -229,7 +258,13 @@ impl Staged {
             }
             (None, None) => return Err(tampered(&self.tmp, "nothing was staged")),
         };
-        if fs::symlink_metadata(&self.disk).is_ok_and(|m| m.is_dir()) {
+        let now = lstat_opt(&self.disk)?;
+        if now.as_ref().filter(|m| !m.is_dir()).map(stamp) != self.expected
+            && !(self.expected.is_none() && now.as_ref().is_some_and(|m| m.is_dir()))
+        {
+            return Ok(false);
+        }
+        if now.is_some_and(|m| m.is_dir()) {
             fs::remove_dir(&self.disk).map_err(StagingError::io("remove", &self.disk))?;
         }
         fs::rename(&self.tmp, &self.disk).map_err(StagingError::io("rename", &self.disk))?;
@@ -241,7 +276,7 @@ impl Staged {
                 "the published file is not the one written",
             ));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The temporary path, if it is a regular file (to fsync).
@@ -259,4 +294,12 @@ pub(crate) fn unguessable_dir(repo: &Path) -> Result<PathBuf> {
         .map_err(StagingError::io("read", "/dev/urandom"))?;
     let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Ok(repo.join(format!(".forge-publish-{name}")))
+}
+
+fn lstat_opt(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StagingError::io("stat", path)(e)),
+    }
 }
