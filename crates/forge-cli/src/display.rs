@@ -210,6 +210,18 @@ impl View {
                     if *rerun { "; running it again" } else { "" }
                 ));
             }
+            Event::WorkingTreeChanged { task, paths } => {
+                let who = task.as_deref().map_or_else(
+                    || "the run".to_owned(),
+                    |t| format!("{t}'s view may have seen them"),
+                );
+                self.permanent(format!(
+                    "user    you changed {} file{} during the run ({who}): {}",
+                    paths.len(),
+                    if paths.len() == 1 { "" } else { "s" },
+                    preview(paths)
+                ));
+            }
             _ => {}
         }
     }
@@ -466,6 +478,21 @@ pub(crate) fn human(d: Duration) -> String {
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
     }
+}
+
+/// The first few of `paths`, and how many more.
+fn preview(paths: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = paths
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        text.push_str(&format!(" and {} more", paths.len() - SHOWN));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -85,6 +85,10 @@ writes = ["a.txt", "b.txt", "c.txt"]
     assert_eq!(read(&sandbox, "c.txt"), "c\nuser\n");
     assert!(stdout.contains("not published: b.txt ("), "{stdout}");
     assert!(stdout.contains("not published: c.txt ("), "{stdout}");
+    assert!(
+        stdout.contains("user    you changed") && stdout.contains("during the run"),
+        "the live display says the user changed files: {stdout}"
+    );
     let kept = Path::new(&sandbox.run_dir()).join("publish-conflicts/b.txt");
     assert_eq!(std::fs::read_to_string(kept).expect("kept"), "agent\n");
     let journal = std::fs::read_to_string(Path::new(&sandbox.run_dir()).join("journal.jsonl"))
