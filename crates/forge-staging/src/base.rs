@@ -133,6 +133,7 @@ pub(crate) fn ensure(repo: &Path, run_dir: &Path, ignores: &Ignores) -> Result<(
             {
                 return Err(e);
             }
+            drop_new_gitlinks(repo, &index)?;
             let tree = git(repo, Some(&index), &["write-tree"])?;
             let head = git(
                 repo,
@@ -169,6 +170,36 @@ pub(crate) fn ensure(repo: &Path, run_dir: &Path, ignores: &Ignores) -> Result<(
     crate::layers::write_synced(&tmp, &bytes)?;
     fs::rename(&tmp, &path).map_err(StagingError::io("rename", &path))?;
     sys::fsync_dir(run_dir)
+}
+
+/// Removes from the base index the gitlinks `git add -A` made of nested repositories the
+/// user never added (git adds an untracked repository as a bare commit pointer, without
+/// `.gitmodules`): they are not the user's tracked content, and a branch built on the base
+/// must not commit them. Submodules the user's own index has stay.
+fn drop_new_gitlinks(repo: &Path, index: &Path) -> Result<()> {
+    let gitlinks = |index: Option<&Path>| -> Result<HashSet<String>> {
+        let listing = git(repo, index, &["ls-files", "-s", "-z"])?;
+        Ok(listing
+            .split(|&b| b == 0)
+            .filter_map(|item| {
+                let text = String::from_utf8_lossy(item);
+                let (meta, path) = text.split_once('\t')?;
+                meta.starts_with("160000 ").then(|| path.to_owned())
+            })
+            .collect())
+    };
+    let known = gitlinks(None)?;
+    let mut new: Vec<String> = gitlinks(Some(index))?
+        .into_iter()
+        .filter(|p| !known.contains(p))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    new.sort();
+    let mut args = vec!["update-index", "--force-remove", "--"];
+    args.extend(new.iter().map(String::as_str));
+    git(repo, Some(index), &args).map(|_| ())
 }
 
 /// Fingerprints of every file and symlink below `repo` that collection does not ignore.

@@ -438,3 +438,40 @@ fn names_git_would_refuse_later_are_refused_up_front() {
     assert!(check_author("x\n <a@b>").is_err());
     assert!(check_author("Ada <ada@example.com>").is_ok());
 }
+
+/// A nested repository the user never added is not committed as a gitlink (hostile
+/// review: `git add -A` of the base snapshot made one, without `.gitmodules`).
+#[test]
+fn an_untracked_nested_repository_is_not_committed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    let run_dir = tmp.path().join("run");
+    repo(&repo_dir, true);
+    let nested = repo_dir.join("vendor/lib");
+    std::fs::create_dir_all(&nested).expect("mkdir");
+    git(&nested, &["init", "-q"]);
+    std::fs::write(nested.join("lib.rs"), "x\n").expect("write");
+    git(&nested, &["add", "-A"]);
+    git(
+        &nested,
+        &[
+            "-c",
+            "user.name=n",
+            "-c",
+            "user.email=n@n",
+            "commit",
+            "-qm",
+            "n",
+        ],
+    );
+    run(&repo_dir, &run_dir, vec![Task::new("t", "echo y > y.txt")]);
+    let branch = write_branch(&run_dir, &BranchOptions::new(&repo_dir, "nested")).expect("land");
+    assert!(
+        branch.working_tree.is_some(),
+        "the user's edits make a start commit"
+    );
+    let tree = git(&repo_dir, &["ls-tree", "-r", "forge/nested"]);
+    assert!(!tree.contains("160000"), "{tree}");
+    assert!(!tree.contains("vendor"), "{tree}");
+    assert!(nested.join(".git").is_dir());
+}
