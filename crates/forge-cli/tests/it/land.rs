@@ -1,25 +1,7 @@
 //! Where a run lands: by default a branch `forge/NAME` with one commit per merged task, the
 //! user's branch, index and working tree (uncommitted edits included) untouched.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::{Sandbox, forge_command, text};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::{Sandbox, forge_command, git, text};
 
 const PLAN: &str = r#"
 [[task]]

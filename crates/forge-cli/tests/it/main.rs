@@ -59,6 +59,22 @@ pub(crate) fn is_root() -> bool {
         .is_ok_and(|o| o.stdout == b"0\n")
 }
 
+/// Runs git with `args` in `dir`; panics with git's message when it fails; gives stdout.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `git init -q` in `dir` (`forge run` needs a git work tree).
 pub(crate) fn git_init(dir: &Path) {
     let status = Command::new("git")

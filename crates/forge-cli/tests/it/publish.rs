@@ -3,20 +3,8 @@
 //! that blocks new runs until `forge resume` finishes it.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::{Sandbox, forge, text};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use crate::{Sandbox, forge, git, text};
 
 /// The issue's `mk`: a git repository with `a.txt` (three lines) and `b.txt`, committed,
 /// plus the plan (ignored, so it is nobody's edit).
@@ -28,7 +16,18 @@ fn mk(plan: &str) -> Sandbox {
     sandbox.write("c.txt", "c\n");
     sandbox.write(".gitignore", "plan.toml\n");
     git(sandbox.path(), &["add", "-A"]);
-    git(sandbox.path(), &["commit", "-qm", "i"]);
+    git(
+        sandbox.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "i",
+        ],
+    );
     sandbox.write("plan.toml", plan);
     sandbox
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::land_cmd::{finished_run, forge, git, no_hook_ran};
+use crate::git;
+use crate::land_cmd::{finished_run, forge, no_hook_ran};
 use crate::{Sandbox, forge_command, text};
 
 #[test]
