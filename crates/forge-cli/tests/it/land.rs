@@ -16,14 +16,8 @@ deps = ["first"]
 
 #[test]
 fn by_default_a_run_lands_as_a_branch_and_the_working_tree_is_untouched() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n.env\n");
     let repo = sandbox.path();
-    git(repo, &["config", "user.name", "Ada"]);
-    git(repo, &["config", "user.email", "ada@example.com"]);
-    sandbox.write("a.txt", "one\n");
-    sandbox.write(".gitignore", "plan.toml\n.env\n");
-    git(repo, &["add", "a.txt", ".gitignore"]);
-    git(repo, &["commit", "-qm", "init"]);
     sandbox.write("plan.toml", PLAN);
     // Uncommitted work of the user's: a tracked edit, a staged file, an ignored file.
     sandbox.write("a.txt", "one (edited)\n");

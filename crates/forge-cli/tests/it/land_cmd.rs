@@ -23,16 +23,10 @@ id = "broken"
 prompt = "echo oops > c.txt; exit 3"
 "#;
 
-/// A committed repository (a.txt, .gitignore), a hook that would leave a mark if it ran,
+/// In a [`Sandbox::committed`] repository: a hook that would leave a mark if it ran,
 /// and a finished run `forge/NAME` of [`PLAN`] landed as a branch.
 pub(crate) fn finished_run(sandbox: &Sandbox, name: &str) -> String {
     let repo = sandbox.path();
-    git(repo, &["config", "user.name", "Ada"]);
-    git(repo, &["config", "user.email", "ada@example.com"]);
-    sandbox.write("a.txt", "one\n");
-    sandbox.write(".gitignore", "plan.toml\n");
-    git(repo, &["add", "a.txt", ".gitignore"]);
-    git(repo, &["commit", "-qm", "init"]);
     for hook in [
         "post-checkout",
         "post-merge",
@@ -77,7 +71,7 @@ pub(crate) fn no_hook_ran(repo: &Path) {
 
 #[test]
 fn land_ff_fast_forwards_the_current_branch_without_hooks_and_only_once() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "ff");
     let out = forge(repo, &["land", &run_dir, "--into", "ff", "--delete-branch"]);
@@ -113,7 +107,7 @@ fn land_ff_fast_forwards_the_current_branch_without_hooks_and_only_once() {
 
 #[test]
 fn land_squash_makes_one_commit_listing_the_tasks() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "squash");
     let start = git(repo, &["rev-parse", "HEAD"]);
@@ -138,7 +132,7 @@ fn land_squash_makes_one_commit_listing_the_tasks() {
 
 #[test]
 fn land_ff_and_squash_refuse_a_moved_head_a_dirty_tree_and_a_detached_head() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "refuse");
     let refused = |into: &str, what: &str| {
@@ -181,7 +175,7 @@ fn land_ff_and_squash_refuse_a_moved_head_a_dirty_tree_and_a_detached_head() {
 
 #[test]
 fn land_worktree_merges_three_way_and_keeps_the_users_edits() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "wt");
     // The user's edit of a path the run did not touch, and a new file of theirs.
@@ -221,7 +215,7 @@ fn land_worktree_merges_three_way_and_keeps_the_users_edits() {
 
 #[test]
 fn land_worktree_reports_a_conflict_and_keeps_the_runs_version() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "conflict");
     // The user rewrote the line the run appended to.
@@ -265,14 +259,8 @@ fn land_refuses_a_run_that_landed_in_the_working_tree_when_it_ran() {
 
 #[test]
 fn land_ff_of_a_run_started_on_a_dirty_tree_says_the_start_changes_are_committed() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
-    git(repo, &["config", "user.name", "Ada"]);
-    git(repo, &["config", "user.email", "ada@example.com"]);
-    sandbox.write("a.txt", "one\n");
-    sandbox.write(".gitignore", "plan.toml\n");
-    git(repo, &["add", "a.txt", ".gitignore"]);
-    git(repo, &["commit", "-qm", "init"]);
     sandbox.write("notes.txt", "mine\n");
     sandbox.write(
         "plan.toml",

@@ -100,6 +100,20 @@ impl Sandbox {
         Self { tmp, repo }
     }
 
+    /// A sandbox whose repository has one commit (author Ada) of `a.txt` ("one") and a
+    /// `.gitignore` of `ignored` (the plan file and whatever else a test leaves out).
+    pub(crate) fn committed(ignored: &str) -> Self {
+        let sandbox = Self::new();
+        let repo = sandbox.path();
+        git(repo, &["config", "user.name", "Ada"]);
+        git(repo, &["config", "user.email", "ada@example.com"]);
+        sandbox.write("a.txt", "one\n");
+        sandbox.write(".gitignore", ignored);
+        git(repo, &["add", "a.txt", ".gitignore"]);
+        git(repo, &["commit", "-qm", "init"]);
+        sandbox
+    }
+
     /// The repository.
     pub(crate) fn path(&self) -> &Path {
         &self.repo

@@ -10,7 +10,7 @@ use crate::{Sandbox, forge_command, text};
 
 #[test]
 fn log_lists_each_task_with_state_commit_and_numstat() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "log");
     let out = forge(repo, &["log", &run_dir]);
@@ -81,7 +81,7 @@ fn log_diff_show_refuse_what_is_not_a_run_or_has_no_branch() {
 
 #[test]
 fn diff_prints_a_tasks_patch_or_the_whole_run_without_colour_off_a_tty() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "diff");
     let out = forge(repo, &["diff", &run_dir, "second"]);
@@ -116,7 +116,7 @@ fn diff_prints_a_tasks_patch_or_the_whole_run_without_colour_off_a_tty() {
 
 #[test]
 fn show_prints_message_trailers_and_patch_and_a_failed_tasks_error() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "show");
     let out = forge(repo, &["show", &run_dir, "first"]);
@@ -140,7 +140,7 @@ fn diff_is_coloured_on_a_terminal() {
         eprintln!("skipped: no `script` to run forge on a terminal");
         return;
     }
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
     let run_dir = finished_run(&sandbox, "tty");
     let forge = env!("CARGO_BIN_EXE_forge");
@@ -170,14 +170,8 @@ fn diff_is_coloured_on_a_terminal() {
 
 #[test]
 fn show_names_a_conflicted_tasks_paths_and_where_its_work_is_kept() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::committed("plan.toml\n");
     let repo = sandbox.path();
-    git(repo, &["config", "user.name", "Ada"]);
-    git(repo, &["config", "user.email", "ada@example.com"]);
-    sandbox.write("a.txt", "one\n");
-    sandbox.write(".gitignore", "plan.toml\n");
-    git(repo, &["add", "a.txt", ".gitignore"]);
-    git(repo, &["commit", "-qm", "init"]);
     // Both start from generation 0 and rewrite the same line: the second to merge conflicts.
     sandbox.write(
         "plan.toml",

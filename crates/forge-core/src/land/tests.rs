@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use super::*;
-use crate::{EngineOptions, Executors, Plan, ProcessExecutor, RunOptions, Task, run_engine};
+use crate::{
+    EngineOptions, EngineOutcome, Executors, Plan, ProcessExecutor, RunOptions, Task, run_engine,
+};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -41,19 +43,22 @@ fn repo(dir: &Path, dirty: bool) {
     }
 }
 
-fn run(repo: &Path, run_dir: &Path, tasks: Vec<Task>) {
+/// Runs `tasks` on `repo` without publishing (sh -c agents) and returns the outcome.
+fn run_with(repo: &Path, run_dir: &Path, tasks: Vec<Task>, run: RunOptions) -> EngineOutcome {
     let plan = Plan::new(tasks).validate().expect("valid");
     let executors = Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("t"));
-    let options = EngineOptions::new(repo, run_dir)
-        .publish(false)
-        .run(RunOptions::default().jobs(1));
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let options = EngineOptions::new(repo, run_dir).publish(false).run(run);
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("rt");
-    let outcome = rt
+        .expect("rt")
         .block_on(run_engine(&plan, &executors, options))
-        .expect("run");
+        .expect("run")
+}
+
+/// As [`run_with`], one job at a time, and every task must succeed.
+fn run(repo: &Path, run_dir: &Path, tasks: Vec<Task>) {
+    let outcome = run_with(repo, run_dir, tasks, RunOptions::default().jobs(1));
     assert!(outcome.is_success(), "{:?}", outcome.run);
 }
 
@@ -250,26 +255,18 @@ fn a_conflicted_tasks_work_is_kept_on_a_failed_branch() {
     let repo_dir = tmp.path().join("repo");
     let run_dir = tmp.path().join("run");
     repo(&repo_dir, false);
-    let plan = Plan::new(vec![
-        Task::new("left", "sleep 0.2; echo left > a.txt"),
-        Task::new(
-            "right",
-            "sleep 0.4; echo right > a.txt; echo extra > extra.txt",
-        ),
-    ])
-    .validate()
-    .expect("valid");
-    let executors = Executors::single(ProcessExecutor::from_template("sh -c {prompt}").expect("t"));
-    let options = EngineOptions::new(&repo_dir, &run_dir)
-        .publish(false)
-        .run(RunOptions::default().jobs(2).keep_going(true));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let outcome = rt
-        .block_on(run_engine(&plan, &executors, options))
-        .expect("run");
+    let outcome = run_with(
+        &repo_dir,
+        &run_dir,
+        vec![
+            Task::new("left", "sleep 0.2; echo left > a.txt"),
+            Task::new(
+                "right",
+                "sleep 0.4; echo right > a.txt; echo extra > extra.txt",
+            ),
+        ],
+        RunOptions::default().jobs(2).keep_going(true),
+    );
     assert!(
         !outcome.is_success(),
         "the second writer of a.txt conflicts"
